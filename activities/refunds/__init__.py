@@ -1,0 +1,92 @@
+"""The ``refund-request`` reference process: agents and the refund action.
+
+Each method is registered under the activity name the spec uses
+(``refunds.intake`` ...). SQLite work runs in a thread so the worker's event
+loop stays free for other cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.refunds import agents
+from activities.refunds.db import RefundsDB, cents
+from baton.messages import ActionInput, ActionResult, AgentInput
+from processes.contracts.refunds import OrderFacts, PolicyVerdict, RefundProposal, RefundRequest
+
+
+class RefundActivities:
+    """The reference agents and action, bound to one refunds database."""
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.db = RefundsDB(db_path)
+        self.db.ensure()
+
+    @activity.defn(name="refunds.intake")
+    async def intake(self, inp: AgentInput) -> OrderFacts:
+        """Retrieve and validate the order and customer."""
+        request = RefundRequest.model_validate(inp.case)
+
+        def work() -> OrderFacts:
+            with self.db.connect() as conn:
+                return agents.intake(conn, request, now=agents.utc_now())
+
+        return await asyncio.to_thread(work)
+
+    @activity.defn(name="refunds.drafter")
+    async def drafter(self, inp: AgentInput) -> RefundProposal:
+        """Propose the refund."""
+        return agents.draft(inp)
+
+    @activity.defn(name="refunds.policy")
+    async def policy(self, inp: AgentInput) -> PolicyVerdict:
+        """Review the proposal against the refund policy."""
+        return agents.check_policy(inp)
+
+    @activity.defn(name="refunds.issue_refund")
+    async def issue_refund(self, inp: ActionInput) -> ActionResult:
+        """Write one ledger row per idempotency key; a repeat returns the existing row."""
+        proposal = RefundProposal.model_validate(inp.handoffs["drafter"])
+
+        def work() -> ActionResult:
+            with self.db.connect() as conn:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO refunds (idempotency_key, order_id, case_id,"
+                    " amount_cents, reason_code, decided_by, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        inp.idempotency_key,
+                        proposal.order_id,
+                        inp.case_id,
+                        cents(proposal.amount),
+                        proposal.reason_code,
+                        inp.decided_by,
+                        datetime.now(UTC).isoformat(),
+                    ),
+                )
+                row = conn.execute(
+                    "SELECT id, amount_cents FROM refunds WHERE idempotency_key = ?",
+                    (inp.idempotency_key,),
+                ).fetchone()
+            return ActionResult(
+                reference=f"RF-{row['id']:06d}",
+                applied_now=cursor.rowcount == 1,
+                detail={"order_id": proposal.order_id, "amount": row["amount_cents"] / 100},
+            )
+
+        try:
+            return await asyncio.to_thread(work)
+        except sqlite3.IntegrityError as exc:
+            raise ApplicationError(f"ledger refused the refund: {exc}", non_retryable=True) from None
+
+    def all(self) -> list[Callable[..., Any]]:
+        """The activities to register."""
+        return [self.intake, self.drafter, self.policy, self.issue_refund]

@@ -1,0 +1,269 @@
+"""The ``baton`` command line: a thin layer over :mod:`baton.client`.
+
+Exit codes: 0 success, 1 runtime failure (server unreachable, case failed to
+complete), 2 usage error (bad spec, bad case file, unknown case). Errors go to
+stderr, one problem per line; data goes to stdout (``--json`` where it is data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from baton.client import BatonClient
+from baton.errors import BatonRuntimeError, BatonUsageError, SpecError
+from baton.roles import YamlRoleDirectory
+from baton.settings import Settings, resolve_process
+from baton.spec import load_spec
+from baton.spec.diagram import mermaid
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def read_case_file(path: str) -> Any:
+    """Read a JSON or YAML case file, naming the line of a syntax error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BatonUsageError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        if path.endswith((".yaml", ".yml")):
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BatonUsageError(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        raise BatonUsageError(f"{path}: {exc}") from None
+
+
+def _dump(value: Any) -> str:
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+async def _client(args: argparse.Namespace) -> BatonClient:
+    return await BatonClient.connect(address=args.address, namespace=args.namespace)
+
+
+async def cmd_validate(args: argparse.Namespace) -> int:
+    roles_file = Path(args.roles) if args.roles else Settings().roles_file
+    roles = YamlRoleDirectory(roles_file).roles()
+    try:
+        spec = load_spec(resolve_process(args.file), roles=roles)
+    except SpecError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "problems": exc.problems}, indent=2))
+        else:
+            for problem in exc.problems:
+                print(f"{exc.source}: {problem}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "process": spec.process,
+                    "version": spec.version,
+                    "sha256": spec.sha256(),
+                }
+            )
+        )
+    else:
+        print("ok")
+    return 0
+
+
+async def cmd_diagram(args: argparse.Namespace) -> int:
+    print(mermaid(load_spec(resolve_process(args.file))), end="")
+    return 0
+
+
+async def cmd_start(args: argparse.Namespace) -> int:
+    case = read_case_file(args.case)
+    client = await _client(args)
+    case_id = await client.start_case(args.process, case, case_id=args.id, submitted_by=args.user)
+    if not args.wait:
+        print(json.dumps({"case_id": case_id}) if args.json else case_id)
+        return 0
+    result = await client.result(case_id)
+    if args.json:
+        print(_dump(result))
+    else:
+        print(f"{case_id}: {result.outcome.value} ({result.reason})\n  path: {' → '.join(result.path)}")
+    return 0
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    status = await (await _client(args)).status(args.case_id)
+    if args.json:
+        print(_dump(status))
+        return 0
+    print(f"{status.case_id}  {status.process} v{status.spec_version}  spec {status.spec_sha256[:12]}")
+    print(f"  stage:   {status.stage}")
+    print(f"  path:    {' → '.join(status.path) or '-'}")
+    if status.awaiting:
+        a = status.awaiting
+        print(
+            f"  waiting: {a.role} (ladder {a.ladder}, rung {a.rung}/{a.rungs}) until {a.deadline.isoformat()}"
+        )
+        print(f"           {a.purpose}")
+    if status.outcome:
+        print(f"  outcome: {status.outcome.value}: {status.reason}")
+    return 0
+
+
+async def cmd_decide(args: argparse.Namespace) -> int:
+    client = await _client(args)
+    if args.command == "approve":
+        await client.approve(args.case_id, approver=args.user, comment=args.comment)
+    else:
+        await client.reject(args.case_id, approver=args.user, reason=args.reason)
+    print(
+        f"{args.command} sent for {args.case_id} as {args.user}; the case records whether it was accepted "
+        f"(see `baton audit {args.case_id}`)"
+    )
+    return 0
+
+
+async def cmd_audit(args: argparse.Namespace) -> int:
+    events = await (await _client(args)).audit(args.case_id)
+    if args.json:
+        print(_dump(events))
+        return 0
+    for e in events:
+        who = f" [{e.actor}]" if e.actor else ""
+        print(f"{e.seq:>3} {e.at.isoformat(timespec='milliseconds')} {e.kind.value:<18}{who} {e.detail}")
+    return 0
+
+
+async def cmd_worker(args: argparse.Namespace) -> int:
+    from worker import run_worker
+
+    await run_worker(Settings())
+    return 0
+
+
+async def cmd_dev(args: argparse.Namespace) -> int:
+    from activities.refunds.db import RefundsDB
+    from baton.devserver import DevServer
+    from worker import run_worker
+
+    settings = Settings()
+    RefundsDB(settings.refunds_db).ensure()
+    server = DevServer(settings.temporal_db, log_file=settings.home / "temporal.log")
+    await server.start()
+    print(f"Temporal dev server on {server.address} (db {settings.temporal_db})")
+    print(f"Web UI: http://localhost:{server.ui_port}    worker on task queue {settings.task_queue!r}")
+    print("Ctrl-C stops both.")
+    try:
+        await run_worker(settings)
+    finally:
+        server.stop()
+        print("stopped dev server and worker")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from baton.demo import run_demo
+
+    ok = await run_demo(Settings(), use_existing_server=args.no_server)
+    return 0 if ok else 1
+
+
+async def cmd_seed(args: argparse.Namespace) -> int:
+    from activities.refunds.db import RefundsDB
+
+    db = RefundsDB(Settings().refunds_db)
+    db.reset() if args.reset else db.ensure()
+    print(f"refunds database ready at {db.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(prog="baton", description="Governed multi-agent processes on Temporal.")
+    parser.add_argument("--address", help="Temporal address (default: $TEMPORAL_ADDRESS or localhost:7233)")
+    parser.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE or default)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    add("dev", cmd_dev, "run the embedded Temporal dev server and a worker until Ctrl-C")
+    add("worker", cmd_worker, "run a worker against $TEMPORAL_ADDRESS")
+    demo = add("demo", cmd_demo, "run the demo scenario on the embedded dev server")
+    demo.add_argument("--no-server", action="store_true", help="use the server at $TEMPORAL_ADDRESS")
+    seed = add("seed", cmd_seed, "create and seed the refunds database")
+    seed.add_argument("--reset", action="store_true", help="drop and re-seed it")
+
+    p = add("validate", cmd_validate, "check a process spec; prints ok or every problem")
+    p.add_argument("file", help="spec file or bundled process name")
+    p.add_argument("--roles", help="roles directory YAML (default: $BATON_ROLES_FILE)")
+    p.add_argument("--json", action="store_true")
+    p = add("diagram", cmd_diagram, "print a Mermaid flowchart of a process spec")
+    p.add_argument("file", help="spec file or bundled process name")
+
+    p = add("start", cmd_start, "start a case (validated before anything starts)")
+    p.add_argument("process", help="process name (e.g. refund-request) or spec file")
+    p.add_argument("--case", required=True, help="JSON or YAML file with the case input")
+    p.add_argument("--id", help="case id (default: generated)")
+    p.add_argument("--as", dest="user", default=os.environ.get("USER", "cli"), help="submitter")
+    p.add_argument("--wait", action="store_true", help="wait for the outcome")
+    p.add_argument("--json", action="store_true")
+
+    for name, help_text in (
+        ("status", "show a case's stage, path and what it waits for"),
+        ("audit", "print a case's audit trail"),
+    ):
+        p = add(name, cmd_status if name == "status" else cmd_audit, help_text)
+        p.add_argument("case_id")
+        p.add_argument("--json", action="store_true")
+
+    p = add("approve", cmd_decide, "approve a waiting case as USER")
+    p.add_argument("case_id")
+    p.add_argument("--as", dest="user", required=True)
+    p.add_argument("--comment", default="")
+    p = add("reject", cmd_decide, "reject a waiting case as USER")
+    p.add_argument("case_id")
+    p.add_argument("--as", dest="user", required=True)
+    p.add_argument("--reason", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        code = asyncio.run(args.handler(args))
+    except SpecError as exc:
+        for problem in exc.problems:
+            print(f"baton: {exc.source}: {problem}", file=sys.stderr)
+        code = 2
+    except BatonUsageError as exc:
+        print(f"baton: {exc}", file=sys.stderr)
+        code = 2
+    except BatonRuntimeError as exc:
+        print(f"baton: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,44 @@
+"""Connecting to Temporal the standard way, with Baton's data converter.
+
+Address, namespace, TLS and API key come from Temporal's own environment
+variables and config profile (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``, ``TEMPORAL_PROFILE``), so a worker
+moves from the dev server to a cluster or Temporal Cloud without code changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+from baton.errors import BatonRuntimeError
+
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+
+
+def connect_options(*, address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``Client.connect``; explicit arguments beat the environment."""
+    options: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    options.setdefault("target_host", DEFAULT_ADDRESS)
+    options.setdefault("namespace", DEFAULT_NAMESPACE)
+    if address:
+        options["target_host"] = address
+    if namespace:
+        options["namespace"] = namespace
+    return options
+
+
+async def connect(*, address: str | None = None, namespace: str | None = None) -> Client:
+    """A client using the pydantic data converter; a clear error if the server is not there."""
+    options = connect_options(address=address, namespace=namespace)
+    try:
+        return await Client.connect(**options, data_converter=pydantic_data_converter)
+    except RuntimeError as exc:
+        raise BatonRuntimeError(
+            f"cannot reach Temporal at {options['target_host']} "
+            f"(namespace {options['namespace']}): {exc}. Is `baton dev` running?"
+        ) from None

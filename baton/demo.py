@@ -1,0 +1,199 @@
+"""The demo scenario: eight refund cases, one per path a governed case can take.
+
+``run_scenario`` drives the cases through a :class:`BatonClient` (the tests
+call it against their own server); ``run_demo`` is ``baton demo``: it starts
+the embedded dev server and a worker, resets the refunds database, runs the
+scenario, prints one line per case and stops what it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from activities import build_activities
+from activities.refunds.db import RefundsDB
+from baton.client import BatonClient
+from baton.connection import connect
+from baton.devserver import DevServer
+from baton.messages import CaseResult, CaseStatus
+from baton.settings import Settings
+from baton.spec import SpecSnapshot, snapshot_of
+
+DEMO_RUNG_TIMEOUT = timedelta(seconds=3)
+Step = Callable[[BatonClient, str], Awaitable[None]]
+
+
+@dataclass
+class DemoCase:
+    """One scripted case: its input, what people do, and what must come out."""
+
+    slug: str
+    title: str
+    case: dict[str, object]
+    expect_outcome: str
+    expect_path: list[str]
+    people: list[tuple[str, str, str]] = field(default_factory=list)
+    """(decision, approver, comment) sent in order once the case awaits approval."""
+
+
+@dataclass
+class CaseReport:
+    """What happened to one demo case and whether it matched the script."""
+
+    demo: DemoCase
+    case_id: str
+    result: CaseResult
+
+    @property
+    def ok(self) -> bool:
+        """Outcome as expected and every expected path element present, in order."""
+        remaining = iter(self.result.path)
+        in_order = all(any(step == seen for seen in remaining) for step in self.demo.expect_path)
+        return self.result.outcome.value == self.demo.expect_outcome and in_order
+
+    def line(self) -> str:
+        """One printable line: id, path, outcome."""
+        mark = "ok " if self.ok else "!! "
+        path = " → ".join(self.result.path)
+        outcome = f"{self.result.outcome.value}: {self.result.reason}"
+        return f"{mark}{self.case_id}  [{self.demo.title}]\n      {path}\n      ⇒ {outcome}"
+
+
+def _refund(order: str, customer: str, amount: float, reason: str) -> dict[str, object]:
+    return {
+        "order_id": order,
+        "customer_id": customer,
+        "requested_amount": amount,
+        "reason": reason,
+    }
+
+
+SCENARIO = [
+    DemoCase(
+        "auto", "auto-approved small refund",
+        _refund("ORD-1001", "CUS-001", 34.90, "defective"),
+        "actioned", ["intake", "drafter", "policy", "auto", "action"],
+    ),
+    DemoCase(
+        "approval", "approved by a support lead after an unauthorised attempt",
+        _refund("ORD-1002", "CUS-002", 249.00, "defective"),
+        "actioned", ["approval:standard", "approved by alice", "action"],
+        people=[("approve", "bob", "looks fine to me"), ("approve", "alice", "verified defect")],
+    ),
+    DemoCase(
+        "revision", "policy review rejects, drafter revises",
+        _refund("ORD-1003", "CUS-003", 79.98, "changed_mind"),
+        "actioned", ["drafter", "policy", "drafter(r1)", "policy", "auto", "action"],
+    ),
+    DemoCase(
+        "contained", "bad draft stopped at the handoff, fixed with feedback",
+        _refund("ORD-1004", "CUS-004", 90.00, "defective"),
+        "actioned", ["intake", "drafter✗", "drafter", "policy", "auto", "action"],
+    ),
+    DemoCase(
+        "escalated", "wrong customer: intake handoff fails, a manager rejects",
+        _refund("ORD-1005", "CUS-009", 120.00, "defective"),
+        "rejected", ["intake✗", "escalated:exceptions", "rejected by dana"],
+        people=[("reject", "dana", "requester does not own the order")],
+    ),
+    DemoCase(
+        "timeout", "nobody approves: ladder climbs, safe default applies",
+        _refund("ORD-1006", "CUS-006", 310.00, "not_as_described"),
+        "rejected", ["approval:standard", "timeout"],
+    ),
+    DemoCase(
+        "finance", "large refund approved by finance",
+        _refund("ORD-1007", "CUS-007", 1899.00, "defective"),
+        "actioned", ["approval:finance", "approved by carol", "action"],
+        people=[("approve", "carol", "within budget")],
+    ),
+    DemoCase(
+        "exception", "outside the window: review never passes, manager makes an exception",
+        _refund("ORD-1010", "CUS-002", 40.00, "late_delivery"),
+        "actioned", ["drafter(r2)", "escalated:exceptions", "approved by dana", "action"],
+        people=[("approve", "dana", "goodwill: courier lost it for weeks")],
+    ),
+]  # fmt: skip
+
+
+def demo_snapshot(client: BatonClient, rung_timeout: timedelta = DEMO_RUNG_TIMEOUT) -> SpecSnapshot:
+    """The reference spec with every approval rung shortened, so the demo sees timeouts."""
+    spec = client.load("refund-request").spec
+    ladders = {
+        name: [rung.model_copy(update={"timeout": rung_timeout}) for rung in rungs]
+        for name, rungs in spec.ladders.items()
+    }
+    return snapshot_of(spec.model_copy(update={"ladders": ladders}), source="refund-request (demo)")
+
+
+async def run_scenario(
+    client: BatonClient, *, prefix: str, scenario: list[DemoCase] | None = None
+) -> list[CaseReport]:
+    """Run every scripted case concurrently and return their reports in script order."""
+    snapshot = demo_snapshot(client)
+
+    async def one(index: int, demo: DemoCase) -> CaseReport:
+        case_id = await client.start_case(
+            snapshot, demo.case, case_id=f"{prefix}-{index}-{demo.slug}", submitted_by="demo"
+        )
+        for decision, approver, comment in demo.people:
+            await wait_for_approval(client, case_id)
+            if decision == "approve":
+                await client.approve(case_id, approver=approver, comment=comment)
+            else:
+                await client.reject(case_id, approver=approver, reason=comment)
+        return CaseReport(demo, case_id, await client.result(case_id))
+
+    return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(scenario or SCENARIO, 1))))
+
+
+async def wait_for_approval(client: BatonClient, case_id: str, *, timeout: float = 30) -> CaseStatus:
+    """Poll the case until it waits on a ladder (as a person watching the inbox would)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = await client.status(case_id)
+        if status.awaiting is not None or status.outcome is not None:
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{case_id} never reached an approval (stage: {status.stage})")
+        await asyncio.sleep(0.1)
+
+
+async def run_demo(settings: Settings, *, use_existing_server: bool = False) -> bool:
+    """``baton demo``: returns True when every case took its scripted path."""
+    from worker import build_worker  # the worker module is the composition root
+
+    RefundsDB(settings.refunds_db).reset()
+    server = DevServer(settings.temporal_db, log_file=settings.home / "temporal.log")
+    started = time.monotonic()
+    if not use_existing_server:
+        print(f"starting Temporal dev server (db {settings.temporal_db}, UI http://localhost:8233)")
+        await server.start()
+    try:
+        temporal = await connect()
+        client = BatonClient(temporal, task_queue=settings.task_queue, settings=settings)
+        worker = build_worker(temporal, task_queue=settings.task_queue, activities=build_activities(settings))
+        async with worker:
+            prefix = time.strftime("demo-%Y%m%d-%H%M%S")
+            print(
+                f"running {len(SCENARIO)} refund cases "
+                f"(approval rungs shortened to {DEMO_RUNG_TIMEOUT.seconds}s)\n"
+            )
+            reports = await run_scenario(client, prefix=prefix)
+    finally:
+        server.stop()
+    for report in reports:
+        print(report.line())
+    ledger = RefundsDB(settings.refunds_db).ledger()
+    refunded = [r for r in ledger if r["case_id"] != "seed"]
+    good = sum(r.ok for r in reports)
+    print(
+        f"\n{good}/{len(reports)} cases took their scripted path; {len(refunded)} refunds in the "
+        f"ledger; {time.monotonic() - started:.1f}s.\nInspect them: `baton dev`, then open "
+        "http://localhost:8233 (search for WorkflowId STARTS_WITH '" + prefix + "')."
+    )
+    return good == len(reports)

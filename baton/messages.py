@@ -1,0 +1,182 @@
+"""Typed messages between client, workflow and activities.
+
+One input object per workflow, activity, signal and query, so fields can be
+added later without breaking cases that are already running. All are pure
+pydantic and travel through Temporal's pydantic data converter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from baton.spec.models import SpecSnapshot
+
+JsonDict = dict[str, Any]
+
+
+class CaseStart(BaseModel):
+    """Everything a case needs at start: the frozen spec, the case, who submitted it."""
+
+    case_id: str
+    spec: SpecSnapshot
+    case: JsonDict
+    submitted_by: str = "anonymous"
+
+
+class Feedback(BaseModel):
+    """Why an agent is being run again: a failed check, a review finding, an error."""
+
+    source: Literal["contract", "guard", "review", "agent_error", "human"]
+    message: str
+    data: JsonDict = Field(default_factory=dict)
+
+
+class AgentInput(BaseModel):
+    """What one agent run is shown: the case, earlier handoffs, and any feedback."""
+
+    case_id: str
+    process: str
+    step: str
+    agent: str
+    attempt: int = 1
+    revision: int = 0
+    case: JsonDict
+    handoffs: dict[str, JsonDict] = Field(default_factory=dict)
+    feedback: list[Feedback] = Field(default_factory=list)
+
+
+class HumanDecision(BaseModel):
+    """An approver's decision, sent as the ``approve`` or ``reject`` signal."""
+
+    approver: str = Field(min_length=1)
+    comment: str = ""
+    decision_id: str | None = None
+
+
+class ApprovalRecord(BaseModel):
+    """An accepted human decision, as the action and the audit trail see it."""
+
+    decision: Literal["approve", "reject"]
+    approver: str
+    role: str
+    comment: str = ""
+    at: datetime
+
+
+class ActionInput(BaseModel):
+    """The final side effect's input; ``idempotency_key`` makes re-runs apply once."""
+
+    idempotency_key: str
+    case_id: str
+    process: str
+    case: JsonDict
+    handoffs: dict[str, JsonDict]
+    decided_by: str
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+
+
+class ActionResult(BaseModel):
+    """What the action did. ``applied_now`` is false when an earlier attempt applied it."""
+
+    reference: str
+    applied_now: bool
+    detail: JsonDict = Field(default_factory=dict)
+
+
+class RoleQuery(BaseModel):
+    """Input of the directory lookup: who holds ``role`` right now."""
+
+    role: str
+
+
+class RoleMembers(BaseModel):
+    """Output of the directory lookup, recorded in history so replays see the same answer."""
+
+    role: str
+    members: list[str]
+
+
+class AuditKind(StrEnum):
+    """Kinds of audit events; the audit trail is the case's accountable history."""
+
+    CASE_STARTED = "case_started"
+    HANDOFF = "handoff"
+    CHECK_PASSED = "check_passed"
+    CHECK_FAILED = "check_failed"
+    REVIEW_REJECTED = "review_rejected"
+    REVISION = "revision"
+    ESCALATED = "escalated"
+    DECISION = "decision"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REFUSED = "refused"
+    TIMED_OUT = "timed_out"
+    ACTION = "action"
+    CASE_CLOSED = "case_closed"
+
+
+class AuditEvent(BaseModel):
+    """One accountable fact about a case. Large payloads appear as digests only."""
+
+    seq: int
+    at: datetime
+    kind: AuditKind
+    detail: str
+    step: str | None = None
+    agent: str | None = None
+    actor: str | None = None
+    data: JsonDict = Field(default_factory=dict)
+
+
+class Outcome(StrEnum):
+    """How a case ended."""
+
+    ACTIONED = "actioned"
+    REJECTED = "rejected"
+    ACTION_FAILED = "action_failed"
+    INVALID_INPUT = "invalid_input"
+
+
+class Awaiting(BaseModel):
+    """What a case is waiting for while it sits on an approval ladder."""
+
+    ladder: str
+    rung: int
+    rungs: int
+    role: str
+    deadline: datetime
+    purpose: str
+
+
+class CaseStatus(BaseModel):
+    """A live view of a case, served by the ``status`` query."""
+
+    case_id: str
+    process: str
+    spec_version: int
+    spec_sha256: str
+    stage: str
+    path: list[str]
+    awaiting: Awaiting | None = None
+    outcome: Outcome | None = None
+    reason: str | None = None
+
+
+class CaseResult(BaseModel):
+    """What the workflow returns: the outcome, the path taken and the full audit trail."""
+
+    case_id: str
+    process: str
+    outcome: Outcome
+    reason: str
+    path: list[str]
+    decided_by: str | None = None
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    action: ActionResult | None = None
+    handoffs: dict[str, JsonDict] = Field(default_factory=dict)
+    audit: list[AuditEvent] = Field(default_factory=list)

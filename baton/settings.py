@@ -1,0 +1,45 @@
+"""Configuration from the environment with local defaults; no work at import time.
+
+Temporal connection settings come from Temporal's own environment variables and
+config profile (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``,
+``TEMPORAL_TLS_*``, ``TEMPORAL_PROFILE``), read by ``temporalio.envconfig``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from processes import specs_dir
+
+DEFAULT_TASK_QUEUE = "baton"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Baton keeps its files and which task queue it serves."""
+
+    home: Path = field(default_factory=lambda: Path(os.environ.get("BATON_HOME", ".baton")))
+    task_queue: str = field(default_factory=lambda: os.environ.get("BATON_TASK_QUEUE", DEFAULT_TASK_QUEUE))
+    roles_file: Path = field(
+        default_factory=lambda: Path(os.environ.get("BATON_ROLES_FILE", str(specs_dir() / "roles.yaml")))
+    )
+    refunds_db_override: str | None = field(default_factory=lambda: os.environ.get("BATON_REFUNDS_DB"))
+
+    @property
+    def refunds_db(self) -> Path:
+        """SQLite file of the reference process's orders and refund ledger."""
+        return Path(self.refunds_db_override) if self.refunds_db_override else self.home / "refunds.db"
+
+    @property
+    def temporal_db(self) -> Path:
+        """SQLite file the embedded dev server persists to."""
+        return self.home / "temporal.db"
+
+
+def resolve_process(name_or_path: str) -> Path:
+    """``refund-request`` → the bundled spec; anything with a suffix or slash is a path."""
+    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
+        return Path(name_or_path)
+    return specs_dir() / f"{name_or_path}.yaml"

@@ -1,0 +1,231 @@
+"""Load a process spec from YAML and report every problem with its location.
+
+A spec is governance: a typo must stop deployment, and the author should fix
+every problem in one pass. So the loader never stops at the first error; it
+collects YAML, shape and cross-reference problems and names each by path and
+line (``flow[2].agent (line 31): unknown agent 'polcy'``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from baton.contracts import ContractError, format_location, resolve_contract
+from baton.errors import SpecError
+from baton.rules import RuleError, referenced_names
+from baton.spec.models import ProcessSpec, SpecSnapshot
+
+Loc = tuple[str | int, ...]
+
+_MACRO_VAR = re.compile(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
+_CEL_BUILTINS = {"true", "false", "null"}
+
+
+def load_spec(path: str | Path, *, roles: Iterable[str] | None = None) -> ProcessSpec:
+    """Read and fully validate the spec at ``path``.
+
+    Args:
+        path: YAML file.
+        roles: roles known to the directory; when given, ladder rungs naming
+            any other role are problems.
+
+    Raises:
+        SpecError: listing every problem found.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(source, [f"cannot read: {exc.strerror or exc}"]) from None
+    return load_spec_text(text, source=source, roles=roles)
+
+
+def load_spec_text(text: str, *, source: str = "<spec>", roles: Iterable[str] | None = None) -> ProcessSpec:
+    """Validate spec ``text``; see :func:`load_spec`."""
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_index(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(source, [_yaml_problem(exc)]) from None
+    if not isinstance(data, dict):
+        raise SpecError(source, ["(document): a spec must be a YAML mapping"])
+    try:
+        spec = ProcessSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [_where(_clean_loc(e["loc"]), lines) + f": {e['msg']}" for e in exc.errors()]
+        raise SpecError(source, problems) from None
+    found = cross_reference_problems(spec, roles=set(roles) if roles is not None else None)
+    if found:
+        raise SpecError(source, [_where(loc, lines) + f": {msg}" for loc, msg in found])
+    return spec
+
+
+def snapshot_of(spec: ProcessSpec, source: str = "") -> SpecSnapshot:
+    """Freeze ``spec`` with its digest, ready to pass to a new case."""
+    return SpecSnapshot(spec=spec, sha256=spec.sha256(), source=source)
+
+
+def cross_reference_problems(spec: ProcessSpec, *, roles: set[str] | None = None) -> list[tuple[Loc, str]]:
+    """Problems a single field cannot show: names, order, CEL, contracts, roles."""
+    problems: list[tuple[Loc, str]] = []
+    problems += _contract_problems(spec)
+    problems += _flow_problems(spec)
+    problems += _decision_problems(spec)
+    problems += _ladder_problems(spec, roles)
+    return problems
+
+
+def _contract_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
+    found: list[tuple[Loc, str]] = []
+    targets: list[tuple[Loc, str]] = [(("input",), spec.input)]
+    targets += [(("agents", name, "output"), agent.output) for name, agent in spec.agents.items()]
+    for loc, path in targets:
+        try:
+            resolve_contract(path)
+        except ContractError as exc:
+            found.append((loc, f"contract does not resolve: {exc}"))
+    return found
+
+
+def _flow_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
+    found: list[tuple[Loc, str]] = []
+    names = [s.step for s in spec.flow]
+    seen: set[str] = set()
+    for i, step in enumerate(spec.flow):
+        loc: Loc = ("flow", i)
+        if step.step == "case":
+            found.append(((*loc, "step"), "'case' is reserved for the case input"))
+        if step.step in seen:
+            found.append(((*loc, "step"), f"duplicate step name {step.step!r}"))
+        seen.add(step.step)
+        if step.agent_name not in spec.agents:
+            field = "agent" if step.agent else "step"
+            found.append(((*loc, field), f"unknown agent {step.agent_name!r}"))
+        visible = {"case", *names[: i + 1]}
+        for g, guard in enumerate(step.guards):
+            found += _cel_problems((*loc, "guards", g), guard.expr, visible, names)
+        found += _review_problems(step, i, names, visible)
+    return found
+
+
+def _review_problems(step: Any, index: int, names: list[str], visible: set[str]) -> list[tuple[Loc, str]]:
+    loc: Loc = ("flow", index)
+    found: list[tuple[Loc, str]] = []
+    if step.reviews is None:
+        for field in ("passes", "findings"):
+            if getattr(step, field) is not None:
+                found.append(((*loc, field), f"'{field}' only applies to a review step"))
+        return found
+    if step.reviews not in names:
+        found.append(((*loc, "reviews"), f"unknown step {step.reviews!r}"))
+    elif names.index(step.reviews) >= index:
+        found.append(((*loc, "reviews"), f"a review must follow the step it reviews ({step.reviews!r})"))
+    if step.passes is None:
+        found.append(((*loc, "passes"), "a review step needs 'passes' (CEL, true = accepted)"))
+    for field in ("passes", "findings"):
+        expr = getattr(step, field)
+        if expr is not None:
+            found += _cel_problems((*loc, field), expr, visible, names)
+    return found
+
+
+def _decision_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
+    found: list[tuple[Loc, str]] = []
+    names = [s.step for s in spec.flow]
+    visible = {"case", *names}
+    for i, rule in enumerate(spec.decide):
+        loc: Loc = ("decide", i)
+        if rule.when is not None:
+            found += _cel_problems((*loc, "when"), rule.when, visible, names)
+        elif i != len(spec.decide) - 1:
+            found.append((loc, "a rule without 'when' matches everything; later rules never run"))
+        if not isinstance(rule.then, str) and rule.then.approval not in spec.ladders:
+            found.append(((*loc, "then", "approval"), f"unknown ladder {rule.then.approval!r}"))
+    if spec.decide[-1].when is not None:
+        found.append(
+            (
+                ("decide", len(spec.decide) - 1),
+                "the last rule must have no 'when', so every case has a written outcome",
+            )
+        )
+    if spec.escalation is not None and spec.escalation.ladder not in spec.ladders:
+        found.append((("escalation", "ladder"), f"unknown ladder {spec.escalation.ladder!r}"))
+    return found
+
+
+def _ladder_problems(spec: ProcessSpec, roles: set[str] | None) -> list[tuple[Loc, str]]:
+    if roles is None:
+        return []
+    return [
+        (("ladders", name, r, "role"), f"unknown role {rung.role!r} (not in the roles directory)")
+        for name, rungs in spec.ladders.items()
+        for r, rung in enumerate(rungs)
+        if rung.role not in roles
+    ]
+
+
+def _cel_problems(loc: Loc, expr: str, visible: set[str], steps: list[str]) -> list[tuple[Loc, str]]:
+    try:
+        used = referenced_names(expr)
+    except RuleError as exc:
+        return [(loc, str(exc))]
+    bound = set(_MACRO_VAR.findall(expr)) | _CEL_BUILTINS
+    found: list[tuple[Loc, str]] = []
+    for name in used:
+        if name in visible or name in bound:
+            continue
+        if name in steps:
+            found.append((loc, f"{expr!r} reads step {name!r}, which has not run yet here"))
+        else:
+            known = ", ".join(sorted(visible))
+            found.append((loc, f"{expr!r} reads unknown name {name!r} (known: {known})"))
+    return found
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> Loc:
+    """Drop pydantic's union-branch labels (``literal[...]``, ``Approval``) from a path."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
+
+
+def _where(loc: Loc, lines: dict[Loc, int]) -> str:
+    text = format_location(loc) or "(document)"
+    for cut in range(len(loc), -1, -1):
+        line = lines.get(loc[:cut])
+        if line is not None:
+            return f"{text} (line {line})"
+    return text
+
+
+def _line_index(text: str) -> dict[Loc, int]:
+    """Map each YAML path to the 1-based line it starts on."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    index: dict[Loc, int] = {}
+
+    def walk(node: yaml.Node, path: Loc) -> None:
+        index.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, key.value)
+                index[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, value in enumerate(node.value):
+                walk(value, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: YAML syntax error: {problem}"
+    return f"YAML syntax error: {problem}"

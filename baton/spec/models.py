@@ -1,0 +1,186 @@
+"""The pydantic shape of a process spec.
+
+Every model forbids unknown fields: a misspelt key (``gaurds``) is a problem to
+report, not a setting to ignore. Cross-references (agents named by steps,
+ladders named by rules, CEL syntax, contracts) are checked by the loader, which
+can see the whole document and name the line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from baton.durations import Duration
+
+IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+"""Step and agent names double as CEL variables, so they must be identifiers."""
+
+PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetrySpec(_Strict):
+    """Temporal's retry policy for an activity; Temporal, not the agent, retries."""
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    initial_interval: PositiveDuration = timedelta(seconds=1)
+    backoff: float = Field(default=2.0, ge=1.0, le=10.0)
+    max_interval: PositiveDuration | None = None
+    non_retryable: list[str] = Field(default_factory=list, description="Error types that are never retried.")
+
+
+class TimeoutSpec(_Strict):
+    """Activity timeouts. ``start_to_close`` bounds one attempt."""
+
+    start_to_close: PositiveDuration = timedelta(seconds=30)
+    schedule_to_close: PositiveDuration | None = None
+    heartbeat: PositiveDuration | None = None
+
+
+class AgentSpec(_Strict):
+    """One specialised agent: an activity with a typed output contract."""
+
+    kind: Literal["python"] = "python"
+    activity: str = Field(min_length=1, description="Registered activity name.")
+    output: str = Field(description="Import path of the output contract, 'module:Class'.")
+    description: str = ""
+    local: bool = Field(
+        default=False,
+        description="Run as a local activity: for cheap deterministic agents only.",
+    )
+    timeouts: TimeoutSpec = TimeoutSpec()
+    retry: RetrySpec = RetrySpec()
+
+
+class Guard(_Strict):
+    """A CEL expression that must be true before a handoff flows on."""
+
+    expr: str = Field(min_length=1)
+    message: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"expr": value} if isinstance(value, str) else value
+
+
+class StepSpec(_Strict):
+    """One handoff in the flow: an agent runs, its output is checked, then it flows on.
+
+    A step with ``reviews`` is a review: when ``passes`` is false its
+    ``findings`` go back to the reviewed step, which runs again (with every
+    step between) for at most ``max_rounds`` revisions before the case escalates.
+    """
+
+    step: str = Field(pattern=IDENTIFIER)
+    agent: str | None = Field(default=None, description="Defaults to the step name.")
+    guards: list[Guard] = Field(default_factory=list)
+    check_attempts: int = Field(
+        default=2, ge=1, le=10, description="Runs allowed to produce a passing handoff."
+    )
+    reviews: str | None = None
+    passes: str | None = Field(default=None, description="CEL: true when the review passes.")
+    findings: str | None = Field(
+        default=None, description="CEL: a list of findings sent back to the reviewed step."
+    )
+    max_rounds: int = Field(default=2, ge=0, le=10)
+
+    @property
+    def agent_name(self) -> str:
+        """The agent this step runs (the step name unless given)."""
+        return self.agent or self.step
+
+
+class Approval(_Strict):
+    """Outcome of a rule that needs people: the named approval ladder."""
+
+    approval: str
+
+
+class DecisionRule(_Strict):
+    """First matching rule wins; a rule without ``when`` always matches."""
+
+    when: str | None = None
+    then: Literal["auto", "reject"] | Approval
+    reason: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        """``auto``, ``reject`` or ``approval:<ladder>``, for audit and diagrams."""
+        return self.then if isinstance(self.then, str) else f"approval:{self.then.approval}"
+
+
+class Rung(_Strict):
+    """One rung of an approval ladder: who decides, and how long they have."""
+
+    role: str = Field(min_length=1)
+    timeout: PositiveDuration
+
+
+class Escalation(_Strict):
+    """Where a case goes when its agents cannot produce a handoff that passes."""
+
+    ladder: str
+
+
+class ActionSpec(_Strict):
+    """The side effect a case ends in; receives an idempotency key from the workflow."""
+
+    activity: str = Field(min_length=1)
+    timeouts: TimeoutSpec = TimeoutSpec()
+    retry: RetrySpec = RetrySpec(max_attempts=10)
+
+
+class ProcessSpec(_Strict):
+    """A whole governed process."""
+
+    process: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
+    version: int = Field(ge=1)
+    description: str = ""
+    input: str = Field(description="Import path of the case contract, 'module:Class'.")
+    agents: dict[str, AgentSpec] = Field(min_length=1)
+    flow: list[StepSpec] = Field(min_length=1)
+    decide: list[DecisionRule] = Field(min_length=1)
+    ladders: dict[str, list[Rung]] = Field(default_factory=dict)
+    escalation: Escalation | None = None
+    on_timeout: Literal["reject"] = "reject"
+    action: ActionSpec
+
+    @field_validator("ladders")
+    @classmethod
+    def _ladders_have_rungs(cls, value: dict[str, list[Rung]]) -> dict[str, list[Rung]]:
+        empty = [name for name, rungs in value.items() if not rungs]
+        if empty:
+            raise ValueError(f"ladder {empty[0]!r} has no rungs")
+        return value
+
+    def step(self, name: str) -> StepSpec:
+        """The flow step called ``name``."""
+        return next(s for s in self.flow if s.step == name)
+
+    def step_index(self, name: str) -> int:
+        """Position of step ``name`` in the flow."""
+        return next(i for i, s in enumerate(self.flow) if s.step == name)
+
+    def canonical_json(self) -> str:
+        """Stable JSON of the spec: the bytes its sha256 is taken over."""
+        return self.model_dump_json(exclude_defaults=False, round_trip=True)
+
+    def sha256(self) -> str:
+        """Digest recorded in each case's memo: which governance the case ran under."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+class SpecSnapshot(BaseModel):
+    """The spec a case starts under, passed in whole so later edits never reach it."""
+
+    spec: ProcessSpec
+    sha256: str
+    source: str = ""

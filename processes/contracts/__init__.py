@@ -1,0 +1,1 @@
+"""Handoff contracts of the reference processes (pure pydantic, sandbox-safe)."""
