@@ -25,14 +25,21 @@ from workflows import GovernedProcess
 
 log = logging.getLogger("baton.worker")
 
-PASSTHROUGH = ("baton", "processes", "cel", "pydantic", "yaml")
-"""Pure modules the workflow sandbox shares instead of re-importing per run."""
+PURE_MODULES = ("baton", "processes", "cel", "pydantic", "yaml")
+"""Pure libraries the workflow sandbox shares instead of re-importing per run."""
+
+WORKFLOW_MODULES = ("workflows",)
+"""Baton's own deterministic workflow code. Production passes it through too: the
+sandbox re-imports and recompiles sandboxed modules for every new case, which cost
+about 5 ms of CPU per case (BENCHMARKS.md). The strict sandbox, which re-imports it
+and so enforces the sandbox's restrictions on it, runs every test and replay."""
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox GovernedProcess runs in (shared with the Replayer in tests)."""
+def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
+    """The sandbox GovernedProcess runs in; ``strict`` also sandboxes Baton's workflow code."""
+    modules = PURE_MODULES if strict else PURE_MODULES + WORKFLOW_MODULES
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
     )
 
 
@@ -43,6 +50,7 @@ def build_worker(
     activities: Sequence[Callable[..., Any]],
     graceful_shutdown: timedelta = timedelta(seconds=20),
     extra_workflows: Sequence[type] = (),
+    strict_sandbox: bool = False,
     **options: Any,
 ) -> Worker:
     """A worker for GovernedProcess and the given activities on ``task_queue``."""
@@ -51,7 +59,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=[GovernedProcess, *extra_workflows],
         activities=list(activities),
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(strict=strict_sandbox),
         graceful_shutdown_timeout=graceful_shutdown,
         **options,
     )

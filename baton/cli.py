@@ -266,4 +266,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 1
     except KeyboardInterrupt:
         code = 130
-    sys.exit(code)
+    # Skip interpreter finalisation: the Temporal client's Rust runtime threads can
+    # abort the process while CPython tears down (temporalio/sdk-python#300), turning
+    # a finished command into exit code -6. Everything is flushed first.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -11,24 +11,29 @@ Variants (each: serial latency over N cases, then throughput of C concurrent cas
   minimal/local            3 no-op local activities + 1 activity
   governed/local           the reference spec as shipped (agents are local activities)
 
-Run: ``.venv/bin/python benchmarks/overhead.py [--serial 60] [--concurrent 200]``
+Variants are interleaved round by round (dev server, worker and client share two
+cores, so drift must hit every variant alike); serial latencies are pooled over
+rounds, throughput is the median round.
+
+Run: ``.venv/bin/python benchmarks/overhead.py [--serial 60] [--concurrent 200] [--rounds 3]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio import activity, workflow
+from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -37,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from baton.client import BatonClient
 from baton.messages import ActionInput, ActionResult, AgentInput
 from baton.spec import SpecSnapshot, snapshot_of
+from benchmarks.minimal import Minimal, noop
 from processes.contracts.refunds import OrderFacts, PolicyVerdict, RefundProposal
 from worker import build_worker
 
@@ -75,30 +81,6 @@ async def instant_action(inp: ActionInput) -> ActionResult:
     return ActionResult(reference="RF-0", applied_now=True)
 
 
-@activity.defn(name="noop")
-async def noop(value: str) -> str:
-    return value
-
-
-@workflow.defn(name="Minimal")
-class Minimal:
-    """The floor: the same number of activities, nothing else."""
-
-    @workflow.run
-    async def run(self, local: bool) -> str:
-        value = "x"
-        for _ in range(3):
-            if local:
-                value = await workflow.execute_local_activity(
-                    noop, value, start_to_close_timeout=timedelta(seconds=10)
-                )
-            else:
-                value = await workflow.execute_activity(
-                    noop, value, start_to_close_timeout=timedelta(seconds=10)
-                )
-        return await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=10))
-
-
 @dataclass
 class Figures:
     name: str
@@ -106,21 +88,88 @@ class Figures:
     p95_ms: float
     throughput: float
     wall_s: float
+    python_cpu_ms: float
+    server_cpu_ms: float
 
 
-async def measure(name: str, run_one: Callable[[], Awaitable[Any]], serial: int, concurrent: int) -> Figures:
-    for _ in range(5):  # warm-up: sandbox imports, connections
-        await run_one()
+async def serial_latencies(run_one: Callable[[], Awaitable[Any]], count: int) -> list[float]:
     latencies = []
-    for _ in range(serial):
+    for _ in range(count):
         started = time.perf_counter()
         await run_one()
         latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User+system CPU of this process, or of ``pid`` (the dev server) from /proc."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pid() -> int | None:
+    """The dev server child of this process (for its CPU figures), if /proc shows it."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"start-dev" in cmdline:
+                return int(entry.name)
+    return None
+
+
+@dataclass
+class Burst:
+    wall: float
+    python_cpu: float
+    server_cpu: float
+
+
+async def burst(run_one: Callable[[], Awaitable[Any]], count: int, server: int | None) -> Burst:
+    cpu0, srv0 = cpu_seconds(), cpu_seconds(server) if server else 0.0
     started = time.perf_counter()
-    await asyncio.gather(*(run_one() for _ in range(concurrent)))
+    await asyncio.gather(*(run_one() for _ in range(count)))
     wall = time.perf_counter() - started
-    cuts = statistics.quantiles(latencies, n=20)
-    return Figures(name, statistics.median(latencies), cuts[18], concurrent / wall, wall)
+    srv1 = cpu_seconds(server) if server else 0.0
+    return Burst(wall, cpu_seconds() - cpu0, srv1 - srv0)
+
+
+async def measure(
+    variants: dict[str, Callable[[], Awaitable[Any]]], serial: int, concurrent: int, rounds: int
+) -> list[Figures]:
+    """Interleave the variants round by round, so drift on a shared 2-core box hits all alike."""
+    latencies: dict[str, list[float]] = {name: [] for name in variants}
+    bursts: dict[str, list[Burst]] = {name: [] for name in variants}
+    server = server_pid()
+    for run_one in variants.values():
+        await serial_latencies(run_one, 5)  # warm-up: sandbox imports, connections
+    for _ in range(rounds):
+        for name, run_one in variants.items():
+            latencies[name] += await serial_latencies(run_one, serial // rounds)
+        for name, run_one in variants.items():
+            bursts[name].append(await burst(run_one, concurrent, server))
+    figures = []
+    for name in variants:
+        cuts = statistics.quantiles(latencies[name], n=20)
+        middle = sorted(bursts[name], key=lambda b: b.wall)[len(bursts[name]) // 2]
+        figures.append(
+            Figures(
+                name,
+                statistics.median(latencies[name]),
+                cuts[18],
+                concurrent / middle.wall,
+                middle.wall,
+                middle.python_cpu * 1000 / concurrent,
+                middle.server_cpu * 1000 / concurrent,
+            )
+        )
+    return figures
 
 
 def all_remote(snapshot: SpecSnapshot) -> SpecSnapshot:
@@ -129,7 +178,7 @@ def all_remote(snapshot: SpecSnapshot) -> SpecSnapshot:
     return snapshot_of(spec.model_copy(update={"agents": agents}), source="refund-request (remote agents)")
 
 
-async def main(serial: int, concurrent: int) -> list[Figures]:
+async def main(serial: int, concurrent: int, rounds: int) -> list[Figures]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         data_converter=pydantic_data_converter,
@@ -164,27 +213,33 @@ async def main(serial: int, concurrent: int) -> list[Figures]:
 
             return one
 
+        variants = {
+            "minimal/activities": minimal(False),
+            "governed/activities": governed(remote_spec),
+            "minimal/local": minimal(True),
+            "governed/local (reference)": governed(local_spec),
+        }
         async with worker:
-            return [
-                await measure("minimal/activities", minimal(False), serial, concurrent),
-                await measure("governed/activities", governed(remote_spec), serial, concurrent),
-                await measure("minimal/local", minimal(True), serial, concurrent),
-                await measure("governed/local (reference)", governed(local_spec), serial, concurrent),
-            ]
+            return await measure(variants, serial, concurrent, rounds)
 
 
 def report(figures: list[Figures]) -> str:
-    rows = ["| variant | p50 ms | p95 ms | cases/s | wall s |", "|---|---:|---:|---:|---:|"]
+    rows = [
+        "| variant | serial p50 ms | serial p95 ms | cases/s | burst wall s | worker+client CPU ms/case"
+        " | server CPU ms/case |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     rows += [
-        f"| {f.name} | {f.p50_ms:.1f} | {f.p95_ms:.1f} | {f.throughput:.1f} | {f.wall_s:.2f} |"
+        f"| {f.name} | {f.p50_ms:.1f} | {f.p95_ms:.1f} | {f.throughput:.1f} | {f.wall_s:.2f}"
+        f" | {f.python_cpu_ms:.1f} | {f.server_cpu_ms:.1f} |"
         for f in figures
     ]
     by = {f.name: f for f in figures}
     for kind, gov in (("activities", "governed/activities"), ("local", "governed/local (reference)")):
         base, ours = by[f"minimal/{kind}"], by[gov]
         rows.append(
-            f"\n{kind}: latency ×{ours.p50_ms / base.p50_ms:.2f} (p50), ×{ours.p95_ms / base.p95_ms:.2f} (p95);"
-            f" throughput ×{ours.throughput / base.throughput:.2f}"
+            f"\n{kind}: latency ×{ours.p50_ms / base.p50_ms:.2f} (p50),"
+            f" ×{ours.p95_ms / base.p95_ms:.2f} (p95); throughput ×{ours.throughput / base.throughput:.2f}"
         )
     return "\n".join(rows)
 
@@ -195,5 +250,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--serial", type=int, default=60)
     parser.add_argument("--concurrent", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     options = parser.parse_args()
-    print(report(asyncio.run(main(options.serial, options.concurrent))))
+    print(report(asyncio.run(main(options.serial, options.concurrent, options.rounds))))

@@ -91,6 +91,7 @@ class Running:
             self.client,
             task_queue=self.settings.task_queue,
             activities=activities_for(self.settings, self.refunds, overrides),
+            strict_sandbox=True,  # tests enforce the sandbox on Baton's own workflow code
             **options,
         )
 

@@ -118,7 +118,7 @@ async def test_histories_replay_without_nondeterminism(on_dev: Running) -> None:
     replayer = Replayer(
         workflows=[GovernedProcess],
         data_converter=on_dev.client.data_converter,
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(strict=True),
     )
     results = await replayer.replay_workflows(_iter(histories), raise_on_replay_failure=False)
     assert len(results.replay_failures) == 0, results.replay_failures
