@@ -69,11 +69,15 @@ async def run_worker(settings: Settings | None = None, *, stop: asyncio.Event | 
     """Connect, serve until ``stop`` is set (or SIGINT/SIGTERM), then drain."""
     settings = settings or Settings()
     client = await connect()
-    worker = build_worker(client, task_queue=settings.task_queue, activities=build_activities(settings))
+    parts = build_activities(settings)
+    worker = build_worker(client, task_queue=settings.task_queue, activities=parts.activities)
     stop = stop or _stop_on_signals()
     log.info("worker serving task queue %r", settings.task_queue)
-    async with worker:
-        await stop.wait()
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        await parts.aclose()
     log.info("worker stopped")
 
 

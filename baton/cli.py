@@ -14,18 +14,26 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from baton import search
 from baton.client import BatonClient
 from baton.errors import BatonRuntimeError, BatonUsageError, SpecError
+from baton.messages import Verdict
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings, resolve_process
 from baton.spec import load_spec
 from baton.spec.diagram import mermaid
 
+VERDICTS: dict[str, Verdict] = {
+    "approve": "approve",
+    "reject": "reject",
+    "request-changes": "request_changes",
+}
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
@@ -115,9 +123,8 @@ async def cmd_status(args: argparse.Namespace) -> int:
     print(f"  path:    {' → '.join(status.path) or '-'}")
     if status.awaiting:
         a = status.awaiting
-        print(
-            f"  waiting: {a.role} (ladder {a.ladder}, rung {a.rung}/{a.rungs}) until {a.deadline.isoformat()}"
-        )
+        until = f"until {a.deadline.isoformat()}" if a.deadline else "(held, no deadline)"
+        print(f"  waiting: {a.role} (ladder {a.ladder}, rung {a.rung}/{a.rungs}) {until}")
         print(f"           {a.purpose}")
     if status.outcome:
         print(f"  outcome: {status.outcome.value}: {status.reason}")
@@ -126,15 +133,52 @@ async def cmd_status(args: argparse.Namespace) -> int:
 
 async def cmd_decide(args: argparse.Namespace) -> int:
     client = await _client(args)
-    if args.command == "approve":
-        await client.approve(args.case_id, approver=args.user, comment=args.comment)
-    else:
-        await client.reject(args.case_id, approver=args.user, reason=args.reason)
-    print(
-        f"{args.command} sent for {args.case_id} as {args.user}; the case records whether it was accepted "
-        f"(see `baton audit {args.case_id}`)"
+    verdict: Verdict = VERDICTS[args.command]
+    comment = {"approve": "comment", "reject": "reason", "request_changes": "feedback"}[verdict]
+    receipt = await client.decide(
+        args.case_id,
+        verdict,
+        approver=args.user,
+        comment=getattr(args, comment),
+        decision_id=args.decision_id,
+        signal=args.signal,
     )
+    if receipt is None:
+        print(
+            f"{verdict} sent as a signal for {args.case_id} as {args.user}; "
+            f"`baton audit {args.case_id}` shows whether the case accepted it"
+        )
+    else:
+        print(f"{args.case_id}: {receipt.state}")
     return 0
+
+
+async def cmd_pending(args: argparse.Namespace) -> int:
+    cases = await (await _client(args)).pending(role=args.role)
+    if args.json:
+        print(
+            json.dumps(
+                [{**asdict(c), "age_seconds": round(c.age_seconds)} for c in cases], default=str, indent=2
+            )
+        )
+        return 0
+    if not cases:
+        print("nothing waiting" + (f" for {args.role}" if args.role else ""))
+        return 0
+    for c in cases:
+        deadline = c.deadline.isoformat(timespec="seconds") if c.deadline else "held"
+        amount = f"{c.amount:>10.2f}" if c.amount is not None else " " * 10
+        print(
+            f"{c.case_id}  {c.role:<16} age {_age(c.age_seconds):>6}  {amount}  due {deadline}  {c.summary}"
+        )
+    return 0
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
@@ -162,7 +206,11 @@ async def cmd_dev(args: argparse.Namespace) -> int:
 
     settings = Settings()
     RefundsDB(settings.refunds_db).ensure()
-    server = DevServer(settings.temporal_db, log_file=settings.home / "temporal.log")
+    server = DevServer(
+        settings.temporal_db,
+        log_file=settings.home / "temporal.log",
+        search_attributes=search.TYPE_NAMES_BY_NAME,
+    )
     await server.start()
     print(f"Temporal dev server on {server.address} (db {settings.temporal_db})")
     print(f"Web UI: http://localhost:{server.ui_port}    worker on task queue {settings.task_queue!r}")
@@ -234,14 +282,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("case_id")
         p.add_argument("--json", action="store_true")
 
-    p = add("approve", cmd_decide, "approve a waiting case as USER")
-    p.add_argument("case_id")
-    p.add_argument("--as", dest="user", required=True)
-    p.add_argument("--comment", default="")
-    p = add("reject", cmd_decide, "reject a waiting case as USER")
-    p.add_argument("case_id")
-    p.add_argument("--as", dest="user", required=True)
-    p.add_argument("--reason", required=True)
+    for name, help_text in (
+        ("approve", "approve a waiting case as USER"),
+        ("reject", "reject a waiting case as USER"),
+        ("request-changes", "send a waiting case's draft back with feedback, as USER"),
+    ):
+        p = add(name, cmd_decide, help_text + " (an update: a refusal is reported at once)")
+        p.add_argument("case_id")
+        p.add_argument("--as", dest="user", required=True)
+        p.add_argument("--signal", action="store_true", help="send a signal (fire and forget) instead")
+        p.add_argument("--decision-id", help="idempotency id: the same id applies once")
+        if name == "approve":
+            p.add_argument("--comment", default="")
+        elif name == "reject":
+            p.add_argument("--reason", required=True)
+        else:
+            p.add_argument("--feedback", required=True)
+    p = add("pending", cmd_pending, "list cases waiting on people (the inbox)")
+    p.add_argument("--role", help="only cases waiting on this role")
+    p.add_argument("--json", action="store_true")
     return parser
 
 

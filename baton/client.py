@@ -8,22 +8,64 @@ a half-made workflow behind.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from pydantic import ValidationError
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from baton import search
 from baton.connection import connect
-from baton.contracts import check_against, resolve_contract
-from baton.errors import BatonUsageError, CaseInputError
-from baton.messages import AuditEvent, CaseResult, CaseStart, CaseStatus, HumanDecision
+from baton.contracts import check_against, resolve_contract, validation_problems
+from baton.errors import BatonUsageError, CaseInputError, SpecError
+from baton.messages import (
+    AuditEvent,
+    CaseResult,
+    CaseStart,
+    CaseStatus,
+    DecisionReceipt,
+    DecisionRequest,
+    HumanDecision,
+    Verdict,
+)
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings, resolve_process
 from baton.spec import ProcessSpec, SpecSnapshot, load_spec, snapshot_of
 
 WORKFLOW_NAME = "GovernedProcess"
+
+
+class DecisionRefusedError(BatonUsageError):
+    """The case refused a decision sent as an update; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"refused: {reason}")
+
+
+@dataclass(frozen=True)
+class PendingCase:
+    """One line of the inbox: a case waiting on a role."""
+
+    case_id: str
+    process: str
+    stage: str
+    role: str
+    started: datetime
+    deadline: datetime | None
+    amount: float | None
+    summary: str
+
+    @property
+    def age_seconds(self) -> float:
+        """How long the case has been open."""
+        return (datetime.now(UTC) - self.started).total_seconds()
 
 
 def prepare_case(spec: ProcessSpec, case: Any) -> dict[str, Any]:
@@ -43,6 +85,20 @@ class BatonClient:
         self.temporal = client
         self.task_queue = task_queue
         self.settings = settings or Settings()
+        self._indexed: bool | None = None
+
+    async def index_ready(self) -> bool:
+        """True when the namespace has Baton's search attributes (checked once per client)."""
+        if self._indexed is None:
+            try:
+                listed = await self.temporal.operator_service.list_search_attributes(
+                    ListSearchAttributesRequest(namespace=self.temporal.namespace)
+                )
+            except RPCError:
+                self._indexed = False  # e.g. the time-skipping test server has no operator API
+            else:
+                self._indexed = all(key.name in listed.custom_attributes for key in search.ALL)
+        return self._indexed
 
     @classmethod
     async def connect(
@@ -78,16 +134,38 @@ class BatonClient:
             CaseInputError: the case does not match the input contract (nothing started).
             BatonUsageError: the case id is already in use.
         """
-        snapshot = process if isinstance(process, SpecSnapshot) else self.load(process)
+        if isinstance(process, SpecSnapshot):
+            # Re-validate a snapshot built in code (model_copy skips validation): a spec
+            # the workflow cannot decode would leave a case stuck on its first task.
+            try:
+                ProcessSpec.model_validate(process.spec.model_dump())
+            except ValidationError as exc:
+                raise SpecError(process.source or "<snapshot>", validation_problems(exc)) from None
+            snapshot = process
+        else:
+            snapshot = self.load(process)
         spec = snapshot.spec
         checked = prepare_case(spec, case)
         case_id = case_id or f"{spec.process}-{uuid.uuid4().hex[:12]}"
+        index = await self.index_ready()
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(search.PROCESS, spec.process),
+                SearchAttributePair(search.STAGE, search.RUNNING),
+            ]
+            if index
+            else []
+        )
+        start = CaseStart(
+            case_id=case_id, spec=snapshot, case=checked, submitted_by=submitted_by, index=index
+        )
         try:
             await self.temporal.start_workflow(
                 WORKFLOW_NAME,
-                CaseStart(case_id=case_id, spec=snapshot, case=checked, submitted_by=submitted_by),
+                start,
                 id=case_id,
                 task_queue=self.task_queue,
+                search_attributes=attributes,
                 memo={
                     "process": spec.process,
                     "spec_version": spec.version,
@@ -119,25 +197,105 @@ class BatonClient:
         events: list[AuditEvent] = await self._query(case_id, "audit", list[AuditEvent])
         return events
 
-    async def approve(self, case_id: str, *, approver: str, comment: str = "") -> None:
-        """Send an ``approve`` signal as ``approver`` (refused by the case if unauthorised)."""
-        await self._decide(case_id, "approve", HumanDecision(approver=approver, comment=comment))
+    async def decide(
+        self,
+        case_id: str,
+        verdict: Verdict,
+        *,
+        approver: str,
+        comment: str = "",
+        decision_id: str | None = None,
+        signal: bool = False,
+    ) -> DecisionReceipt | None:
+        """Send a decision as ``approver``.
 
-    async def reject(self, case_id: str, *, approver: str, reason: str) -> None:
-        """Send a ``reject`` signal as ``approver`` with the reason."""
-        await self._decide(case_id, "reject", HumanDecision(approver=approver, comment=reason))
-
-    async def _decide(self, case_id: str, signal: str, decision: HumanDecision) -> None:
+        By default an update: the case checks it first and a refusal raises
+        :class:`DecisionRefusedError` at once; a repeated ``decision_id`` applies once.
+        With ``signal=True`` it is fire and forget: the case records a refusal in
+        its audit trail, and this returns None.
+        """
+        decision_id = decision_id or uuid.uuid4().hex
+        handle = self.handle(case_id)
         try:
-            await self.handle(case_id).signal(signal, decision)
+            if signal:
+                decision = HumanDecision(approver=approver, comment=comment, decision_id=decision_id)
+                await handle.signal(verdict, decision)
+                return None
+            request = DecisionRequest(
+                verdict=verdict, approver=approver, comment=comment, decision_id=decision_id
+            )
+            receipt: DecisionReceipt = await handle.execute_update(
+                "decide", request, id=decision_id, result_type=DecisionReceipt
+            )
+            return receipt
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise DecisionRefusedError(
+                cause.message if isinstance(cause, ApplicationError) else str(cause)
+            ) from None
         except RPCError as exc:
             raise _not_found(case_id, exc) from None
+
+    async def approve(
+        self, case_id: str, *, approver: str, comment: str = "", signal: bool = False
+    ) -> DecisionReceipt | None:
+        """Approve as ``approver`` (see :meth:`decide`)."""
+        return await self.decide(case_id, "approve", approver=approver, comment=comment, signal=signal)
+
+    async def reject(
+        self, case_id: str, *, approver: str, reason: str, signal: bool = False
+    ) -> DecisionReceipt | None:
+        """Reject as ``approver`` with the reason (see :meth:`decide`)."""
+        return await self.decide(case_id, "reject", approver=approver, comment=reason, signal=signal)
+
+    async def request_changes(
+        self, case_id: str, *, approver: str, feedback: str, signal: bool = False
+    ) -> DecisionReceipt | None:
+        """Send the draft back with ``feedback`` (see :meth:`decide`)."""
+        return await self.decide(
+            case_id, "request_changes", approver=approver, comment=feedback, signal=signal
+        )
+
+    async def pending(self, *, role: str | None = None, limit: int = 1000) -> list[PendingCase]:
+        """Cases waiting on a person (on ``role``, when given), oldest first."""
+        if not await self.index_ready():
+            raise BatonUsageError(
+                "this namespace lacks Baton's search attributes; `baton dev` registers them "
+                "(on a cluster: temporal operator search-attribute create, see README)"
+            )
+        query = (
+            f"ExecutionStatus = 'Running' AND {search.STAGE.name} IN ('{search.AWAITING}', '{search.HELD}')"
+        )
+        if role:
+            query += f" AND {search.AWAITING_ROLE.name} = '{_quote(role)}'"
+        found: list[PendingCase] = []
+        async for wf in self.temporal.list_workflows(query, limit=limit):
+            attrs = wf.typed_search_attributes
+            memo = await wf.memo()
+            found.append(
+                PendingCase(
+                    case_id=wf.id,
+                    process=attrs.get(search.PROCESS) or "",
+                    stage=attrs.get(search.STAGE) or "",
+                    role=attrs.get(search.AWAITING_ROLE) or "",
+                    started=wf.start_time,
+                    deadline=attrs.get(search.DEADLINE),
+                    amount=attrs.get(search.AMOUNT),
+                    summary=str(memo.get("summary", "")),
+                )
+            )
+        return sorted(found, key=lambda p: p.started)
 
     async def _query(self, case_id: str, name: str, result_type: Any) -> Any:
         try:
             return await self.handle(case_id).query(name, result_type=result_type)
         except RPCError as exc:
             raise _not_found(case_id, exc) from None
+
+
+def _quote(value: str) -> str:
+    """Escape a value for a visibility query string literal."""
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _not_found(case_id: str, exc: RPCError) -> Exception:

@@ -16,15 +16,21 @@ from datetime import timedelta
 
 from activities import build_activities
 from activities.refunds.db import RefundsDB
+from baton import search
 from baton.client import BatonClient
 from baton.connection import connect
 from baton.devserver import DevServer
-from baton.messages import CaseResult, CaseStatus
+from baton.messages import CaseResult, CaseStatus, Verdict
 from baton.settings import Settings
-from baton.spec import SpecSnapshot, snapshot_of
+from baton.spec import ProcessSpec, SpecSnapshot, snapshot_of
 
 DEMO_RUNG_TIMEOUT = timedelta(seconds=3)
 Step = Callable[[BatonClient, str], Awaitable[None]]
+VERDICTS: dict[str, Verdict] = {
+    "approve": "approve",
+    "reject": "reject",
+    "request_changes": "request_changes",
+}
 
 
 @dataclass
@@ -37,7 +43,9 @@ class DemoCase:
     expect_outcome: str
     expect_path: list[str]
     people: list[tuple[str, str, str]] = field(default_factory=list)
-    """(decision, approver, comment) sent in order once the case awaits approval."""
+    """(decision, approver, comment) sent in order once the case awaits approval.
+    A decision starting with ``signal:`` goes as a signal (its refusal lands in the
+    audit trail); the others go as updates (a refusal would raise at once)."""
 
 
 @dataclass
@@ -82,7 +90,7 @@ SCENARIO = [
         "approval", "approved by a support lead after an unauthorised attempt",
         _refund("ORD-1002", "CUS-002", 249.00, "defective"),
         "actioned", ["approval:standard", "approved by alice", "action"],
-        people=[("approve", "bob", "looks fine to me"), ("approve", "alice", "verified defect")],
+        people=[("signal:approve", "bob", "looks fine to me"), ("approve", "alice", "verified defect")],
     ),
     DemoCase(
         "revision", "policy review rejects, drafter revises",
@@ -124,10 +132,16 @@ def demo_snapshot(client: BatonClient, rung_timeout: timedelta = DEMO_RUNG_TIMEO
     """The reference spec with every approval rung shortened, so the demo sees timeouts."""
     spec = client.load("refund-request").spec
     ladders = {
-        name: [rung.model_copy(update={"timeout": rung_timeout}) for rung in rungs]
+        name: [
+            rung.model_copy(
+                update={"timeout": rung_timeout, "remind": rung_timeout * 2 / 3 if rung.remind else None}
+            )
+            for rung in rungs
+        ]
         for name, rungs in spec.ladders.items()
     }
-    return snapshot_of(spec.model_copy(update={"ladders": ladders}), source="refund-request (demo)")
+    short = ProcessSpec.model_validate(spec.model_copy(update={"ladders": ladders}).model_dump())
+    return snapshot_of(short, source="refund-request (demo)")
 
 
 async def run_scenario(
@@ -142,10 +156,14 @@ async def run_scenario(
         )
         for decision, approver, comment in demo.people:
             await wait_for_approval(client, case_id)
-            if decision == "approve":
-                await client.approve(case_id, approver=approver, comment=comment)
-            else:
-                await client.reject(case_id, approver=approver, reason=comment)
+            signal, verdict = decision.startswith("signal:"), decision.removeprefix("signal:")
+            await client.decide(
+                case_id,
+                VERDICTS[verdict],
+                approver=approver,
+                comment=comment,
+                signal=signal,
+            )
         return CaseReport(demo, case_id, await client.result(case_id))
 
     return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(scenario or SCENARIO, 1))))
@@ -168,7 +186,11 @@ async def run_demo(settings: Settings, *, use_existing_server: bool = False) -> 
     from worker import build_worker  # the worker module is the composition root
 
     RefundsDB(settings.refunds_db).reset()
-    server = DevServer(settings.temporal_db, log_file=settings.home / "temporal.log")
+    server = DevServer(
+        settings.temporal_db,
+        log_file=settings.home / "temporal.log",
+        search_attributes=search.TYPE_NAMES_BY_NAME,
+    )
     started = time.monotonic()
     if not use_existing_server:
         print(f"starting Temporal dev server (db {settings.temporal_db}, UI http://localhost:8233)")
@@ -176,7 +198,8 @@ async def run_demo(settings: Settings, *, use_existing_server: bool = False) -> 
     try:
         temporal = await connect()
         client = BatonClient(temporal, task_queue=settings.task_queue, settings=settings)
-        worker = build_worker(temporal, task_queue=settings.task_queue, activities=build_activities(settings))
+        parts = build_activities(settings)
+        worker = build_worker(temporal, task_queue=settings.task_queue, activities=parts.activities)
         async with worker:
             prefix = time.strftime("demo-%Y%m%d-%H%M%S")
             print(
@@ -184,6 +207,7 @@ async def run_demo(settings: Settings, *, use_existing_server: bool = False) -> 
                 f"(approval rungs shortened to {DEMO_RUNG_TIMEOUT.seconds}s)\n"
             )
             reports = await run_scenario(client, prefix=prefix)
+        await parts.aclose()
     finally:
         server.stop()
     for report in reports:

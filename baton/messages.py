@@ -18,13 +18,21 @@ from baton.spec.models import SpecSnapshot
 JsonDict = dict[str, Any]
 
 
+Verdict = Literal["approve", "reject", "request_changes"]
+
+
 class CaseStart(BaseModel):
-    """Everything a case needs at start: the frozen spec, the case, who submitted it."""
+    """Everything a case needs at start: the frozen spec, the case, who submitted it.
+
+    ``index`` says the namespace has Baton's search attributes registered, so the
+    case keeps them current (the inbox); without them it must not try.
+    """
 
     case_id: str
     spec: SpecSnapshot
     case: JsonDict
     submitted_by: str = "anonymous"
+    index: bool = False
 
 
 class Feedback(BaseModel):
@@ -50,17 +58,35 @@ class AgentInput(BaseModel):
 
 
 class HumanDecision(BaseModel):
-    """An approver's decision, sent as the ``approve`` or ``reject`` signal."""
+    """An approver's decision, sent as the ``approve``/``reject``/``request_changes`` signal.
+
+    ``comment`` is the reason for a rejection and the feedback for a change request.
+    ``decision_id`` makes a repeated send apply once.
+    """
 
     approver: str = Field(min_length=1)
     comment: str = ""
     decision_id: str | None = None
 
 
+class DecisionRequest(HumanDecision):
+    """The ``decide`` update: a decision whose refusal the caller hears at once."""
+
+    verdict: Verdict
+
+
+class DecisionReceipt(BaseModel):
+    """What an accepted ``decide`` update did."""
+
+    verdict: Verdict
+    approver: str
+    state: str
+
+
 class ApprovalRecord(BaseModel):
     """An accepted human decision, as the action and the audit trail see it."""
 
-    decision: Literal["approve", "reject"]
+    decision: Verdict
     approver: str
     role: str
     comment: str = ""
@@ -114,8 +140,12 @@ class AuditKind(StrEnum):
     APPROVAL_REQUESTED = "approval_requested"
     APPROVED = "approved"
     REJECTED = "rejected"
+    CHANGES_REQUESTED = "changes_requested"
     REFUSED = "refused"
+    REMINDED = "reminded"
     TIMED_OUT = "timed_out"
+    HELD = "held"
+    NOTIFY_FAILED = "notify_failed"
     ACTION = "action"
     CASE_CLOSED = "case_closed"
 
@@ -143,14 +173,40 @@ class Outcome(StrEnum):
 
 
 class Awaiting(BaseModel):
-    """What a case is waiting for while it sits on an approval ladder."""
+    """What a case is waiting for while it sits on an approval ladder.
+
+    ``deadline`` is None while the case is held (the ladder ran out and the
+    spec says ``on_timeout: hold``).
+    """
 
     ladder: str
     rung: int
     rungs: int
     role: str
-    deadline: datetime
+    deadline: datetime | None
     purpose: str
+    approvers_needed: int = 1
+    approved_by: list[str] = Field(default_factory=list)
+
+
+NotifyEvent = Literal["approval_requested", "reminder", "escalated", "decided"]
+
+
+class Notification(BaseModel):
+    """What the ``baton.notify`` activity posts to a role's webhooks. No case payload."""
+
+    event: NotifyEvent
+    case_id: str
+    process: str
+    role: str
+    ladder: str
+    rung: int
+    deadline: datetime | None = None
+    purpose: str = ""
+    summary: str = ""
+    amount: float | None = None
+    decided: str | None = None
+    idempotency_key: str
 
 
 class CaseStatus(BaseModel):

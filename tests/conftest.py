@@ -18,7 +18,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import DirectoryActivities, RefundActivities
+from activities import DirectoryActivities, NotifyActivities, RefundActivities
+from baton import search
 from baton.client import BatonClient
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings
@@ -34,6 +35,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=str(BIN / "temporal"),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        search_attributes=search.ALL,
     )
     async with environment:
         yield environment
@@ -70,11 +72,12 @@ def activities_for(
     settings: Settings, refunds: RefundActivities, overrides: Sequence[Callable[..., Any]] = ()
 ) -> list[Callable[..., Any]]:
     """Real activities, with any ``overrides`` registered under the same names instead."""
-    directory = DirectoryActivities(YamlRoleDirectory(settings.roles_file))
+    roles = YamlRoleDirectory(settings.roles_file)
+    directory, notify = DirectoryActivities(roles), NotifyActivities(roles)
     names = {getattr(o, "__temporal_activity_definition").name for o in overrides}
     real = [
         a
-        for a in [*refunds.all(), *directory.all()]
+        for a in [*refunds.all(), *directory.all(), *notify.all()]
         if getattr(a, "__temporal_activity_definition").name not in names
     ]
     return [*real, *overrides]

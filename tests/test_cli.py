@@ -59,7 +59,7 @@ async def test_validate_ok_and_every_problem(on_dev: Running, tmp_path: Path) ->
     assert bad.code == 2
     # Shape problems are all reported first; cross-references are checked once the shape is right.
     assert bad.err.strip().splitlines() == [
-        f"{tmp_path}/bad.yaml: ladders.standard[0].timeout (line 69): Value error, "
+        f"{tmp_path}/bad.yaml: ladders.standard[0].timeout (line 72): Value error, "
         "'-1s' is not a duration like 500ms, 30s, 4h or 1h30m"
     ]
     as_json = await baton(on_dev, "validate", "--json", write(tmp_path, "bad2.yaml", text))
@@ -107,8 +107,15 @@ async def test_start_approve_status_audit(on_dev: Running, tmp_path: Path) -> No
         await wait_for_approval(on_dev.baton, case_id)
         status = await baton(on_dev, "status", case_id)
         assert "waiting: support-lead (ladder standard, rung 1/2)" in status.out
-        assert (await baton(on_dev, "approve", case_id, "--as", "bob")).code == 0  # bob submitted it
-        assert (await baton(on_dev, "approve", case_id, "--as", "alice", "--comment", "ok")).code == 0
+        refused = await baton(on_dev, "approve", case_id, "--as", "bob")  # an update, by default
+        assert (refused.code, refused.err) == (
+            2,
+            "baton: refused: separation of duties: bob submitted this case\n",
+        )
+        signalled = await baton(on_dev, "approve", case_id, "--as", "bob", "--signal")
+        assert signalled.code == 0  # a signal is fire and forget: the case records the refusal
+        approved = await baton(on_dev, "approve", case_id, "--as", "alice", "--comment", "ok")
+        assert approved.out == f"{case_id}: approved by alice (support-lead)\n"
         result = await on_dev.baton.result(case_id)
         assert result.outcome.value == "actioned"
         done = await baton(on_dev, "status", "--json", case_id)

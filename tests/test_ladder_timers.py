@@ -44,7 +44,7 @@ async def test_second_rung_can_approve_after_escalation(
         second = await baton.status(case_id)
         assert second.awaiting is not None
         assert (second.awaiting.role, second.awaiting.rung) == ("support-manager", 2)
-        await baton.approve(case_id, approver="alice")  # too late: alice's rung has passed
+        await baton.approve(case_id, approver="alice", signal=True)  # too late: her rung has passed
         await baton.approve(case_id, approver="dana", comment="lead was out")
         result = await baton.result(case_id)
     assert result.outcome == Outcome.ACTIONED

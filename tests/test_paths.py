@@ -91,12 +91,12 @@ async def test_submitter_cannot_approve_their_own_case(on_dev: Running) -> None:
             "refund-request", refund("ORD-1002", "CUS-002", 249.0), submitted_by="alice"
         )
         await wait_for_approval(baton, case_id)
-        await baton.approve(case_id, approver="alice")
-        await baton.reject(case_id, approver="dana", reason="wrong rung")  # dana is not a support lead
+        await baton.approve(case_id, approver="alice", signal=True)
+        await baton.reject(case_id, approver="dana", reason="wrong rung", signal=True)  # not a lead
         status = await baton.status(case_id)
         assert status.awaiting is not None
         assert status.awaiting.role == "support-lead"
-        await baton.reject(case_id, approver="erin", reason="no")  # finance + manager, not lead
+        await baton.reject(case_id, approver="erin", reason="no", signal=True)  # finance, manager
         audit = await baton.audit(case_id)
         refusals = [e.detail for e in audit if e.kind == AuditKind.REFUSED]
         assert refusals == [

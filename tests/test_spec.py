@@ -41,7 +41,7 @@ def test_every_problem_is_reported_with_its_location() -> None:
         .replace("policy.compliant && drafter.amount <= 50.0", "policy.compliant && drafter.amount <=")
         .replace("output: processes.contracts.refunds:OrderFacts", "output: processes.contracts.refunds:Nope")
         .replace("{approval: finance}", "{approval: finanse}")
-        .replace("- {role: finance, timeout: 48h}", "- {role: treasurer, timeout: 48h}")
+        .replace("- {role: finance, timeout: 48h, remind: 36h}\n", "- {role: treasurer, timeout: 48h}\n")
     )
     problems = problems_of(text)
     joined = "\n".join(problems)

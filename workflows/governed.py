@@ -6,11 +6,15 @@ case stays governed by the version it started under. The run is:
     validate case → flow (agents, handoff checks, review loops)
         → [escalation ladder if a handoff or review cannot pass]
         → decision rules → [approval ladder] → idempotent action → result
+
+A person's ``request_changes`` (on either ladder) sends their feedback to the
+drafting step and runs the flow again from there, through every check.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -18,6 +22,7 @@ from temporalio.exceptions import ActivityError
 from workflows.handoffs import HandoffRunner, execute, failure_message
 from workflows.ladder import PAST, ApprovalDesk, LadderResult
 from workflows.trail import AuditTrail
+from workflows.visibility import Visibility
 
 with workflow.unsafe.imports_passed_through():
     from baton.contracts import check_against, resolve_contract
@@ -29,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         CaseResult,
         CaseStart,
         CaseStatus,
+        DecisionReceipt,
+        DecisionRequest,
         Feedback,
         HumanDecision,
         JsonDict,
@@ -46,6 +53,16 @@ class FlowFailure:
     problems: list[Feedback]
 
 
+@dataclass
+class Next:
+    """What happens after the flow or a decision: act, run the flow again, or stop."""
+
+    kind: Literal["act", "rerun", "closed"]
+    decider: str = ""
+    start_at: int = 0
+    feedback: dict[str, list[Feedback]] = field(default_factory=dict)
+
+
 @workflow.defn(name="GovernedProcess")
 class GovernedProcess:
     """One case of a governed process; see the module docstring for the shape of a run."""
@@ -55,11 +72,13 @@ class GovernedProcess:
         self._start = start
         self._spec = start.spec.spec
         self._trail = AuditTrail()
+        self._view = Visibility(self._spec, start.case_id, self._trail, index=start.index)
         self._desk = ApprovalDesk(
             self._spec,
             self._trail,
             submitted_by=start.submitted_by,
             on_change=lambda: self._set_stage(self._stage),
+            notify=self._view.notify,
         )
         self._handoffs = HandoffRunner(self._spec, start.case_id, start.case, self._trail)
         self._outputs: dict[str, JsonDict] = {}
@@ -68,7 +87,8 @@ class GovernedProcess:
         self._stage = "starting"
         self._outcome: Outcome | None = None
         self._reason: str | None = None
-        self._result: CaseResult | None = None
+        self._decided_by: str | None = None
+        self._action: ActionResult | None = None
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseResult:
@@ -80,24 +100,15 @@ class GovernedProcess:
             spec_sha256=start.spec.sha256,
         )
         if not self._case_is_valid():
-            return self._close(Outcome.INVALID_INPUT, "case does not match the input contract")
-        failure = await self._run_flow(0)
-        decided_by = "rules"
-        while failure is not None:
-            escalated = await self._escalate(failure)
-            if escalated is None:
-                return self._closed()
-            if escalated == "retry":
-                failure = await self._run_flow(failure.index)
-                continue
-            decided_by = escalated
-            failure = None
-        if decided_by == "rules":
-            verdict = await self._decide()
-            if verdict is None:
-                return self._closed()
-            decided_by = verdict
-        return await self._act(decided_by)
+            self._close(Outcome.INVALID_INPUT, "case does not match the input contract")
+            return self._result()
+        step = await self._after_flow(await self._run_flow(0, {}))
+        while step.kind == "rerun":
+            step = await self._after_flow(await self._run_flow(step.start_at, step.feedback))
+        if step.kind == "act":
+            await self._act(step.decider)
+        await self._view.flush()
+        return self._result()
 
     @workflow.signal
     def approve(self, decision: HumanDecision) -> None:
@@ -108,6 +119,23 @@ class GovernedProcess:
     def reject(self, decision: HumanDecision) -> None:
         """An approver rejects what the case is waiting on."""
         self._desk.receive("reject", decision)
+
+    @workflow.signal
+    def request_changes(self, decision: HumanDecision) -> None:
+        """An approver sends the draft back with feedback (in ``comment``)."""
+        self._desk.receive("request_changes", decision)
+
+    @workflow.update
+    def decide(self, request: DecisionRequest) -> DecisionReceipt:
+        """A decision whose refusal the caller hears at once (see the validator)."""
+        state = self._desk.apply(request.verdict, request)
+        return DecisionReceipt(verdict=request.verdict, approver=request.approver, state=state)
+
+    @decide.validator
+    def _validate_decide(self, request: DecisionRequest) -> None:
+        refusal = self._desk.refusal(request.verdict, request)
+        if refusal is not None:
+            raise ValueError(refusal)
 
     @workflow.query
     def status(self) -> CaseStatus:
@@ -139,10 +167,12 @@ class GovernedProcess:
             self._trail.add(AuditKind.CHECK_FAILED, "case input: " + "; ".join(problems))
         return not problems
 
-    async def _run_flow(self, start_at: int) -> FlowFailure | None:
+    async def _run_flow(self, start_at: int, feedback: dict[str, list[Feedback]]) -> FlowFailure | None:
         """Run steps from ``start_at``; loop review rejections back to the reviewed step."""
         flow = self._spec.flow
-        feedback: dict[str, list[Feedback]] = {}
+        feedback = dict(feedback)
+        for stale in flow[start_at:]:
+            self._outputs.pop(stale.step, None)
         i = start_at
         while i < len(flow):
             step = flow[i]
@@ -155,6 +185,7 @@ class GovernedProcess:
             if result.output is None:
                 return FlowFailure("handoff", i, result.problems)
             self._outputs[step.step] = result.output
+            self._view.describe(self._context())
             self._path.append(step.step + (f"(r{revision})" if revision else ""))
             if step.reviews is None:
                 i += 1
@@ -207,8 +238,11 @@ class GovernedProcess:
         ]
         return False, findings or [Feedback(source="review", message=f"{step.step} did not pass")]
 
-    async def _escalate(self, failure: FlowFailure) -> str | None:
-        """Hand a stuck case to people; returns ``retry``, a decider, or None when closed."""
+    async def _after_flow(self, failure: FlowFailure | None) -> Next:
+        return await self._escalate(failure) if failure is not None else await self._decide()
+
+    async def _escalate(self, failure: FlowFailure) -> Next:
+        """Hand a stuck case to people: run again, overrule the reviewer, or close."""
         step = self._spec.flow[failure.index]
         problems = "; ".join(p.message for p in failure.problems)
         if failure.kind == "handoff":
@@ -218,20 +252,22 @@ class GovernedProcess:
         self._trail.add(AuditKind.ESCALATED, purpose, step=step.step, agent=step.agent_name)
         if self._spec.escalation is None:
             self._close(Outcome.REJECTED, f"safe default ({self._spec.on_timeout}): {purpose}")
-            return None
+            return Next("closed")
         ladder = self._spec.escalation.ladder
         self._path.append(f"escalated:{ladder}")
         result = await self._wait_for_people(ladder, purpose)
-        if result.record is None or result.result != "approve":
-            self._close_after_people(result, purpose)
-            return None
+        if result.result == "request_changes":
+            target = step.step if failure.kind == "handoff" else (step.reviews or step.step)
+            return self._changes_to(target, result)
+        if result.result != "approve":
+            return self._close_after_people(result)
         if failure.kind == "handoff":
             self._path.append("retry")
-            return "retry"
-        return result.record.approver
+            return Next("rerun", start_at=failure.index)
+        return Next("act", result.deciders)
 
-    async def _decide(self) -> str | None:
-        """Apply the first matching decision rule; returns the decider, or None when closed."""
+    async def _decide(self) -> Next:
+        """Apply the first matching decision rule."""
         self._set_stage("deciding")
         context = self._context()
         for i, rule in enumerate(self._spec.decide):
@@ -241,7 +277,7 @@ class GovernedProcess:
                 self._trail.add(AuditKind.DECISION, f"rule decide[{i}] failed: {exc}", rule=i)
                 self._path.append("rule-error")
                 self._close(Outcome.REJECTED, f"safe default: decision rule {i} failed to evaluate")
-                return None
+                return Next("closed")
             if not matched:
                 continue
             self._trail.add(
@@ -253,35 +289,44 @@ class GovernedProcess:
             )
             self._path.append(rule.outcome)
             if rule.then == "auto":
-                return "rules"
+                return Next("act", "rules")
             if rule.then == "reject":
                 self._close(Outcome.REJECTED, rule.reason or f"decision rule {i} rejects")
-                return None
+                return Next("closed")
             purpose = rule.reason or f"decision rule {i} requires approval"
             result = await self._wait_for_people(rule.then.approval, purpose)
-            if result.record is None or result.result != "approve":
-                self._close_after_people(result, purpose)
-                return None
-            return result.record.approver
+            if result.result == "request_changes":
+                return self._changes_to(self._spec.revision_step(), result)
+            if result.result != "approve":
+                return self._close_after_people(result)
+            return Next("act", result.deciders)
         raise AssertionError("validated specs end with a catch-all rule")
+
+    def _changes_to(self, step: str, result: LadderResult) -> Next:
+        """Send a person's feedback to ``step`` and run the flow again from there."""
+        self._rounds.pop(step, None)  # a person's direction starts the review rounds afresh
+        feedback = Feedback(source="human", message=result.comment, data={"by": result.deciders})
+        self._trail.add(AuditKind.REVISION, f"{step} revises on {result.deciders}'s request", step=step)
+        return Next("rerun", start_at=self._spec.step_index(step), feedback={step: [feedback]})
 
     async def _wait_for_people(self, ladder: str, purpose: str) -> LadderResult:
         self._set_stage(f"awaiting approval ({ladder})")
         result = await self._desk.climb(ladder, purpose)
         self._path.extend(f"{role} timed out" for role in result.timed_out_roles)
-        if result.record is not None:
-            self._path.append(f"{PAST[result.result]} by {result.record.approver}")
+        if result.records:
+            self._path.append(f"{PAST[result.result]} by {result.deciders}")
         return result
 
-    def _close_after_people(self, result: LadderResult, purpose: str) -> None:
-        if result.record is None:
+    def _close_after_people(self, result: LadderResult) -> Next:
+        if not result.records:
             self._path.append("timeout")
             self._close(Outcome.REJECTED, f"safe default ({self._spec.on_timeout}): nobody decided")
         else:
-            comment = result.record.comment or "no reason given"
-            self._close(Outcome.REJECTED, f"rejected by {result.record.approver}: {comment}")
+            comment = result.comment or "no reason given"
+            self._close(Outcome.REJECTED, f"rejected by {result.deciders}: {comment}")
+        return Next("closed")
 
-    async def _act(self, decided_by: str) -> CaseResult:
+    async def _act(self, decided_by: str) -> None:
         action = self._spec.action
         info = workflow.info()
         key = f"{info.workflow_id}/{action.activity}"
@@ -308,7 +353,8 @@ class GovernedProcess:
             message = failure_message(exc)
             self._trail.add(AuditKind.ACTION, f"action failed: {message}", idempotency_key=key)
             self._path.append("action✗")
-            return self._close(Outcome.ACTION_FAILED, message)
+            self._close(Outcome.ACTION_FAILED, message)
+            return
         self._trail.add(
             AuditKind.ACTION,
             f"{action.activity} applied ({done.reference})"
@@ -318,7 +364,7 @@ class GovernedProcess:
             applied_now=done.applied_now,
         )
         self._path.append("action")
-        return self._close(Outcome.ACTIONED, f"decided by {decided_by}", decided_by, done)
+        self._close(Outcome.ACTIONED, f"decided by {decided_by}", decided_by, done)
 
     # -- helpers ------------------------------------------------------------
 
@@ -327,11 +373,7 @@ class GovernedProcess:
 
     def _set_stage(self, stage: str) -> None:
         self._stage = stage
-        waiting = self._desk.awaiting
-        details = f"**{self._spec.process}** · stage: {stage}"
-        if waiting is not None:
-            details += f"\n\nwaiting for **{waiting.role}** until {waiting.deadline.isoformat()}"
-        workflow.set_current_details(details)
+        self._view.show(stage, self._desk.awaiting, self._outcome.value if self._outcome else None)
 
     def _close(
         self,
@@ -339,24 +381,24 @@ class GovernedProcess:
         reason: str,
         decided_by: str | None = None,
         action: ActionResult | None = None,
-    ) -> CaseResult:
+    ) -> None:
         self._outcome, self._reason = outcome, reason
+        self._decided_by, self._action = decided_by, action
         self._set_stage(f"closed: {outcome.value}")
         self._trail.add(AuditKind.CASE_CLOSED, f"{outcome.value}: {reason}", outcome=outcome.value)
-        self._result = CaseResult(
+
+    def _result(self) -> CaseResult:
+        assert self._outcome is not None, "every path closes the case before returning"
+        assert self._reason is not None
+        return CaseResult(
             case_id=self._start.case_id,
             process=self._spec.process,
-            outcome=outcome,
-            reason=reason,
+            outcome=self._outcome,
+            reason=self._reason,
             path=list(self._path),
-            decided_by=decided_by,
+            decided_by=self._decided_by,
             approvals=list(self._desk.records),
-            action=action,
+            action=self._action,
             handoffs=dict(self._outputs),
             audit=list(self._trail.events),
         )
-        return self._result
-
-    def _closed(self) -> CaseResult:
-        assert self._result is not None, "the case was closed before this point"
-        return self._result

@@ -1,10 +1,14 @@
-"""The approval ladder: ask a role, wait with a deadline, climb on timeout.
+"""The approval ladder: ask a role, remind, wait with a deadline, climb on timeout.
 
 Who may decide is looked up once per rung through the ``baton.role_members``
 activity, so the answer is recorded in history (a replay sees the same
-members) and is part of the audit. A decision from anyone else, from the
-submitter, or at a moment the case is not waiting is refused: recorded in the
-trail and applied never.
+members) and is part of the audit. A decision is refused, and never applied,
+when it comes from someone without the rung's role, from the submitter, from
+someone who already approved this rung, or when the case is not waiting.
+
+Decisions arrive two ways. A signal is recorded even when refused (the audit
+shows the attempt). An update is checked by a validator first, so the caller
+hears the refusal at once and a refused update leaves no trace in history.
 """
 
 from __future__ import annotations
@@ -25,28 +29,45 @@ with workflow.unsafe.imports_passed_through():
         AuditKind,
         Awaiting,
         HumanDecision,
+        NotifyEvent,
         RoleMembers,
         RoleQuery,
+        Verdict,
     )
-    from baton.spec.models import ProcessSpec
+    from baton.spec.models import ProcessSpec, Rung
 
 ROLE_MEMBERS_ACTIVITY = "baton.role_members"
+PAST: dict[str, str] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "request_changes": "changes requested",
+    "timed_out": "timed out",
+}
 
-Verdict = Literal["approve", "reject"]
-PAST: dict[str, str] = {"approve": "approved", "reject": "rejected"}
+Notify = Callable[[NotifyEvent, Awaiting, str | None], None]
 
 
 @dataclass
 class LadderResult:
-    """``approve``/``reject`` with the accepted record, or ``timed_out`` with none."""
+    """How the ladder ended: a verdict with its records, or ``timed_out``."""
 
-    result: Literal["approve", "reject", "timed_out"]
-    record: ApprovalRecord | None = None
+    result: Literal["approve", "reject", "request_changes", "timed_out"]
+    records: list[ApprovalRecord] = field(default_factory=list)
     timed_out_roles: list[str] = field(default_factory=list)
+
+    @property
+    def deciders(self) -> str:
+        """Who decided, ``alice`` or ``carol+erin``."""
+        return "+".join(r.approver for r in self.records)
+
+    @property
+    def comment(self) -> str:
+        """The deciding comment (a rejection's reason, a change request's feedback)."""
+        return self.records[-1].comment if self.records else ""
 
 
 class ApprovalDesk:
-    """Holds the case's approval state; signal handlers hand decisions to it."""
+    """Holds the case's approval state; signal and update handlers hand decisions to it."""
 
     def __init__(
         self,
@@ -55,65 +76,108 @@ class ApprovalDesk:
         *,
         submitted_by: str,
         on_change: Callable[[], None] = lambda: None,
+        notify: Notify = lambda event, awaiting, decided: None,
     ) -> None:
         self._spec = spec
-        self._on_change = on_change
         self._trail = trail
         self._submitted_by = submitted_by
+        self._on_change = on_change
+        self._notify = notify
         self._members: frozenset[str] = frozenset()
-        self._verdict: tuple[Verdict, ApprovalRecord] | None = None
+        self._rung: Rung | None = None
+        self._verdict: Verdict | None = None
+        self._rung_records: list[ApprovalRecord] = []
+        self._seen_ids: set[str] = set()
+        self._asked_before = False
         self.awaiting: Awaiting | None = None
         self.records: list[ApprovalRecord] = []
 
     async def climb(self, ladder: str, purpose: str) -> LadderResult:
-        """Ask each rung in turn until someone authorised decides or the ladder runs out."""
+        """Ask each rung in turn until it decides; then hold or time out per the spec."""
         rungs = self._spec.ladders[ladder]
         timed_out: list[str] = []
         for index, rung in enumerate(rungs):
-            found = await workflow.execute_local_activity(
-                ROLE_MEMBERS_ACTIVITY,
-                RoleQuery(role=rung.role),
-                result_type=RoleMembers,
-                start_to_close_timeout=timedelta(seconds=10),
-                summary=f"directory · {rung.role}",
-            )
-            self._members = frozenset(found.members)
-            self._verdict = None
-            self.awaiting = Awaiting(
-                ladder=ladder,
-                rung=index + 1,
-                rungs=len(rungs),
-                role=rung.role,
-                deadline=workflow.now() + rung.timeout,
-                purpose=purpose,
-            )
-            self._on_change()
+            verdict = await self._ask(ladder, index, rung, purpose, hold=False)
+            if verdict is not None:
+                return LadderResult(verdict, list(self._rung_records), timed_out)
+            last = index == len(rungs) - 1
+            timed_out.append(rung.role)
             self._trail.add(
-                AuditKind.APPROVAL_REQUESTED,
-                f"{purpose}: waiting for {rung.role} (rung {index + 1}/{len(rungs)}, "
-                f"{format_duration(rung.timeout)})",
+                AuditKind.TIMED_OUT if last else AuditKind.ESCALATED,
+                f"nobody with role {rung.role} decided within {format_duration(rung.timeout)}"
+                + ("" if last else f"; escalating to {rungs[index + 1].role}"),
                 role=rung.role,
-                eligible=sorted(self._members - {self._submitted_by}),
-                deadline=self.awaiting.deadline.isoformat(),
             )
-            try:
-                await workflow.wait_condition(lambda: self._verdict is not None, timeout=rung.timeout)
-            except TimeoutError:
-                self._leave_rung()
-                last = index == len(rungs) - 1
-                self._trail.add(
-                    AuditKind.TIMED_OUT if last else AuditKind.ESCALATED,
-                    f"nobody with role {rung.role} decided within {format_duration(rung.timeout)}"
-                    + ("" if last else f"; escalating to {rungs[index + 1].role}"),
-                    role=rung.role,
-                )
-                timed_out.append(rung.role)
-                continue
-            self._leave_rung()
-            assert self._verdict is not None
-            verdict, record = self._verdict
-            return LadderResult(verdict, record, timed_out)
-        return LadderResult("timed_out", None, timed_out)
+        if self._spec.on_timeout == "hold":
+            self._trail.add(
+                AuditKind.HELD,
+                f"ladder {ladder} ran out; held for {rungs[-1].role} with no deadline",
+                role=rungs[-1].role,
+            )
+            verdict = await self._ask(ladder, len(rungs) - 1, rungs[-1], purpose, hold=True)
+            assert verdict is not None, "a held rung waits until someone decides"
+            return LadderResult(verdict, list(self._rung_records), timed_out)
+        return LadderResult("timed_out", [], timed_out)
+
+    async def _ask(self, ladder: str, index: int, rung: Rung, purpose: str, *, hold: bool) -> Verdict | None:
+        found = await workflow.execute_local_activity(
+            ROLE_MEMBERS_ACTIVITY,
+            RoleQuery(role=rung.role),
+            result_type=RoleMembers,
+            start_to_close_timeout=timedelta(seconds=10),
+            summary=f"directory · {rung.role}",
+        )
+        self._members = frozenset(found.members)
+        self._rung, self._verdict, self._rung_records = rung, None, []
+        self._asked_before = True
+        self.awaiting = Awaiting(
+            ladder=ladder,
+            rung=index + 1,
+            rungs=len(self._spec.ladders[ladder]),
+            role=rung.role,
+            deadline=None if hold else workflow.now() + rung.timeout,
+            purpose=purpose,
+            approvers_needed=rung.approvers,
+        )
+        self._on_change()
+        self._trail.add(
+            AuditKind.APPROVAL_REQUESTED,
+            f"{purpose}: waiting for {rung.role} (rung {index + 1}/{self.awaiting.rungs}, "
+            + ("held, no deadline" if hold else format_duration(rung.timeout))
+            + (f", {rung.approvers} approvers" if rung.approvers > 1 else "")
+            + ")",
+            role=rung.role,
+            eligible=sorted(self._members - {self._submitted_by}),
+            deadline=self.awaiting.deadline.isoformat() if self.awaiting.deadline else None,
+        )
+        self._notify("approval_requested", self.awaiting, None)
+        decided = await self._wait(rung, hold=hold)
+        waited = self.awaiting
+        self._leave_rung()
+        if decided:
+            self._notify("decided", waited, self._verdict)
+            return self._verdict
+        self._notify("escalated", waited, None)
+        return None
+
+    async def _wait(self, rung: Rung, *, hold: bool) -> bool:
+        """Wait for a verdict; True if one came before the deadline (reminding on the way)."""
+        if hold:
+            await workflow.wait_condition(lambda: self._verdict is not None)
+            return True
+        remaining = rung.timeout
+        if rung.remind is not None:
+            if await _within(lambda: self._verdict is not None, rung.remind):
+                return True
+            assert self.awaiting is not None
+            self._trail.add(
+                AuditKind.REMINDED,
+                f"reminder: {rung.role} has {format_duration(rung.timeout - rung.remind)} left",
+                role=rung.role,
+            )
+            self._notify("reminder", self.awaiting, None)
+            remaining = rung.timeout - rung.remind
+        return await _within(lambda: self._verdict is not None, remaining)
 
     def _leave_rung(self) -> None:
         # Not in a ``finally``: on eviction the coroutine is closed outside the
@@ -121,9 +185,13 @@ class ApprovalDesk:
         self.awaiting = None
         self._on_change()
 
+    # -- decisions ------------------------------------------------------------
+
     def receive(self, verdict: Verdict, decision: HumanDecision) -> None:
-        """Accept or refuse a human decision (signal handler; must not block)."""
-        refusal = self.refusal(decision)
+        """A decision sent as a signal: refused ones are recorded, never applied."""
+        if decision.decision_id is not None and decision.decision_id in self._seen_ids:
+            return  # the same decision sent again: it already counted once
+        refusal = self.refusal(verdict, decision)
         if refusal is not None:
             self._trail.add(
                 AuditKind.REFUSED,
@@ -133,7 +201,37 @@ class ApprovalDesk:
                 comment=decision.comment,
             )
             return
+        self.apply(verdict, decision)
+
+    def refusal(self, verdict: Verdict, decision: HumanDecision) -> str | None:
+        """Why ``decision`` may not be applied now, or None if it may (no side effects)."""
+        if self.awaiting is None or self._rung is None:
+            return (
+                "case is no longer awaiting approval"
+                if self._asked_before
+                else "case is not awaiting approval yet"
+            )
+        if self._verdict is not None:
+            return "already decided"
+        if decision.approver == self._submitted_by:
+            return f"separation of duties: {decision.approver} submitted this case"
+        if decision.approver not in self._members:
+            return f"not authorised: {decision.approver} lacks role {self.awaiting.role}"
+        if verdict == "request_changes" and not decision.comment.strip():
+            return "request_changes needs feedback in the comment"
+        if verdict == "approve" and decision.approver in self.awaiting.approved_by:
+            return (
+                f"{decision.approver} already approved; this rung needs "
+                f"{self._rung.approvers} different approvers"
+            )
+        return None
+
+    def apply(self, verdict: Verdict, decision: HumanDecision) -> str:
+        """Apply an authorised decision; returns the state it leaves the rung in."""
         assert self.awaiting is not None
+        assert self._rung is not None
+        if decision.decision_id is not None:
+            self._seen_ids.add(decision.decision_id)
         record = ApprovalRecord(
             decision=verdict,
             approver=decision.approver,
@@ -141,24 +239,36 @@ class ApprovalDesk:
             comment=decision.comment,
             at=workflow.now(),
         )
-        self._verdict = (verdict, record)
+        self._rung_records.append(record)
         self.records.append(record)
+        kind = {
+            "approve": AuditKind.APPROVED,
+            "reject": AuditKind.REJECTED,
+            "request_changes": AuditKind.CHANGES_REQUESTED,
+        }[verdict]
+        if verdict == "approve":
+            self.awaiting.approved_by.append(decision.approver)
+            have, need = len(self.awaiting.approved_by), self._rung.approvers
+            if have < need:
+                state = f"approval {have} of {need} recorded; waiting for another {self.awaiting.role}"
+                self._trail.add(kind, f"{state} ({decision.approver})", actor=decision.approver)
+                self._on_change()
+                return state
+        self._verdict = verdict
+        state = f"{PAST[verdict]} by {decision.approver} ({record.role})"
         self._trail.add(
-            AuditKind.APPROVED if verdict == "approve" else AuditKind.REJECTED,
-            f"{PAST[verdict]} by {decision.approver} ({record.role})"
-            + (f": {decision.comment}" if decision.comment else ""),
+            kind,
+            state + (f": {decision.comment}" if decision.comment else ""),
             actor=decision.approver,
             role=record.role,
         )
+        return state
 
-    def refusal(self, decision: HumanDecision) -> str | None:
-        """Why ``decision`` may not be applied now, or None if it may."""
-        if self._verdict is not None and self.awaiting is not None:
-            return "already decided"
-        if self.awaiting is None:
-            return "case is not awaiting approval"
-        if decision.approver == self._submitted_by:
-            return f"separation of duties: {decision.approver} submitted this case"
-        if decision.approver not in self._members:
-            return f"not authorised: {decision.approver} lacks role {self.awaiting.role}"
-        return None
+
+async def _within(condition: Callable[[], bool], timeout: timedelta) -> bool:
+    """True if ``condition`` became true within ``timeout`` (a durable timer)."""
+    try:
+        await workflow.wait_condition(condition, timeout=timeout)
+    except TimeoutError:
+        return False
+    return True

@@ -9,7 +9,7 @@ line (``flow[2].agent (line 31): unknown agent 'polcy'``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,26 @@ _MACRO_VAR = re.compile(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_]\
 _CEL_BUILTINS = {"true", "false", "null"}
 
 
-def load_spec(path: str | Path, *, roles: Iterable[str] | None = None) -> ProcessSpec:
+Roles = Mapping[str, int] | Iterable[str]
+"""Known roles: a mapping of role → member count, or just the role names."""
+
+
+def _role_sizes(roles: Roles | None) -> dict[str, int] | None:
+    if roles is None:
+        return None
+    if isinstance(roles, Mapping):
+        return dict(roles)
+    return {role: 10**6 for role in roles}  # sizes unknown: only names are checked
+
+
+def load_spec(path: str | Path, *, roles: Roles | None = None) -> ProcessSpec:
     """Read and fully validate the spec at ``path``.
 
     Args:
         path: YAML file.
-        roles: roles known to the directory; when given, ladder rungs naming
-            any other role are problems.
+        roles: roles known to the directory (with member counts, when known);
+            when given, rungs naming any other role, or needing more approvers
+            than the role has, are problems.
 
     Raises:
         SpecError: listing every problem found.
@@ -60,7 +73,7 @@ def load_spec_text(text: str, *, source: str = "<spec>", roles: Iterable[str] | 
     except ValidationError as exc:
         problems = [_where(_clean_loc(e["loc"]), lines) + f": {e['msg']}" for e in exc.errors()]
         raise SpecError(source, problems) from None
-    found = cross_reference_problems(spec, roles=set(roles) if roles is not None else None)
+    found = cross_reference_problems(spec, roles=_role_sizes(roles))
     if found:
         raise SpecError(source, [_where(loc, lines) + f": {msg}" for loc, msg in found])
     return spec
@@ -71,7 +84,9 @@ def snapshot_of(spec: ProcessSpec, source: str = "") -> SpecSnapshot:
     return SpecSnapshot(spec=spec, sha256=spec.sha256(), source=source)
 
 
-def cross_reference_problems(spec: ProcessSpec, *, roles: set[str] | None = None) -> list[tuple[Loc, str]]:
+def cross_reference_problems(
+    spec: ProcessSpec, *, roles: dict[str, int] | None = None
+) -> list[tuple[Loc, str]]:
     """Problems a single field cannot show: names, order, CEL, contracts, roles."""
     problems: list[tuple[Loc, str]] = []
     problems += _contract_problems(spec)
@@ -156,18 +171,35 @@ def _decision_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
         )
     if spec.escalation is not None and spec.escalation.ladder not in spec.ladders:
         found.append((("escalation", "ladder"), f"unknown ladder {spec.escalation.ladder!r}"))
+    if spec.changes_go_to is not None and spec.changes_go_to not in names:
+        found.append((("changes_go_to",), f"unknown step {spec.changes_go_to!r}"))
+    for field in ("amount", "summary"):
+        expr = getattr(spec.inbox, field)
+        if expr is not None:
+            found += _cel_problems(("inbox", field), expr, visible, names)
     return found
 
 
-def _ladder_problems(spec: ProcessSpec, roles: set[str] | None) -> list[tuple[Loc, str]]:
+def _ladder_problems(spec: ProcessSpec, roles: dict[str, int] | None) -> list[tuple[Loc, str]]:
+    """Rungs naming roles nobody holds, or needing more approvers than the role has."""
     if roles is None:
         return []
-    return [
-        (("ladders", name, r, "role"), f"unknown role {rung.role!r} (not in the roles directory)")
-        for name, rungs in spec.ladders.items()
-        for r, rung in enumerate(rungs)
-        if rung.role not in roles
-    ]
+    found: list[tuple[Loc, str]] = []
+    for name, rungs in spec.ladders.items():
+        for r, rung in enumerate(rungs):
+            members = roles.get(rung.role)
+            if members is None:
+                found.append(
+                    (("ladders", name, r, "role"), f"unknown role {rung.role!r} (not in the roles directory)")
+                )
+            elif members < rung.approvers:
+                found.append(
+                    (
+                        ("ladders", name, r, "approvers"),
+                        f"needs {rung.approvers} approvers but role {rung.role!r} has {members}",
+                    )
+                )
+    return found
 
 
 def _cel_problems(loc: Loc, expr: str, visible: set[str], steps: list[str]) -> list[tuple[Loc, str]]:

@@ -118,10 +118,30 @@ class DecisionRule(_Strict):
 
 
 class Rung(_Strict):
-    """One rung of an approval ladder: who decides, and how long they have."""
+    """One rung of an approval ladder: who decides, and how long they have.
+
+    ``remind`` sends a reminder that long after the rung opens (so before
+    ``timeout``); ``approvers`` is how many different people of the role must
+    approve (one rejection or change request from any of them decides).
+    """
 
     role: str = Field(min_length=1)
     timeout: PositiveDuration
+    remind: PositiveDuration | None = None
+    approvers: int = Field(default=1, ge=1, le=5)
+
+    @model_validator(mode="after")
+    def _reminder_before_timeout(self) -> Rung:
+        if self.remind is not None and self.remind >= self.timeout:
+            raise ValueError("remind must come before the timeout")
+        return self
+
+
+class Inbox(_Strict):
+    """How a waiting case shows in ``baton pending`` and the Temporal UI (CEL over the case)."""
+
+    amount: str | None = Field(default=None, description="CEL: the number to show and filter on.")
+    summary: str | None = Field(default=None, description="CEL: a one-line string.")
 
 
 class Escalation(_Strict):
@@ -150,7 +170,16 @@ class ProcessSpec(_Strict):
     decide: list[DecisionRule] = Field(min_length=1)
     ladders: dict[str, list[Rung]] = Field(default_factory=dict)
     escalation: Escalation | None = None
-    on_timeout: Literal["reject"] = "reject"
+    on_timeout: Literal["reject", "hold"] = Field(
+        default="reject",
+        description="When the last rung times out: reject, or hold the case for a person.",
+    )
+    changes_go_to: str | None = Field(
+        default=None,
+        description="Step that gets a reviewer's request_changes feedback "
+        "(default: the step the last review reviews, else the last step).",
+    )
+    inbox: Inbox = Inbox()
     action: ActionSpec
 
     @field_validator("ladders")
@@ -168,6 +197,13 @@ class ProcessSpec(_Strict):
     def step_index(self, name: str) -> int:
         """Position of step ``name`` in the flow."""
         return next(i for i, s in enumerate(self.flow) if s.step == name)
+
+    def revision_step(self) -> str:
+        """The step a human's ``request_changes`` sends its feedback to."""
+        if self.changes_go_to:
+            return self.changes_go_to
+        reviews = [s.reviews for s in self.flow if s.reviews]
+        return reviews[-1] if reviews else self.flow[-1].step
 
     def canonical_json(self) -> str:
         """Stable JSON of the spec: the bytes its sha256 is taken over."""
