@@ -299,6 +299,8 @@ def _quote(value: str) -> str:
 
 
 def _not_found(case_id: str, exc: RPCError) -> Exception:
+    if exc.status == RPCStatusCode.NOT_FOUND and "completed" in exc.message.lower():
+        return BatonUsageError(f"case {case_id!r} has ended; it is no longer awaiting approval")
     if exc.status == RPCStatusCode.NOT_FOUND:
         return BatonUsageError(f"no case {case_id!r}")
     if exc.status == RPCStatusCode.FAILED_PRECONDITION:

@@ -11,7 +11,7 @@ from baton.messages import AuditKind, Outcome
 from tests.conftest import Running, refund
 
 
-async def test_ladder_climbs_at_each_deadline_then_applies_safe_default(
+async def test_ladder_reminds_then_climbs_at_each_deadline_then_applies_safe_default(
     on_time: Running, time_env: WorkflowEnvironment
 ) -> None:
     async with on_time.worker():
@@ -26,6 +26,10 @@ async def test_ladder_climbs_at_each_deadline_then_applies_safe_default(
     assert len(requested) == 2
     assert at[AuditKind.ESCALATED] - requested[0] >= timedelta(hours=4)
     assert at[AuditKind.ESCALATED] - requested[0] < timedelta(hours=4, minutes=1)
+    reminded = [e.at for e in result.audit if e.kind == AuditKind.REMINDED]
+    gaps = [r - q for r, q in zip(reminded, requested, strict=True)]
+    for gap, due in zip(gaps, (timedelta(hours=3), timedelta(hours=20)), strict=True):
+        assert due <= gap < due + timedelta(minutes=1)
     assert at[AuditKind.TIMED_OUT] - requested[1] >= timedelta(hours=24)
     assert at[AuditKind.TIMED_OUT] - requested[1] < timedelta(hours=24, minutes=1)
     assert not on_time.refunds.db.ledger("ORD-1006")[1:]  # only the seeded history, no refund

@@ -14,7 +14,9 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
+from workflows.handoffs import failure_message
 from workflows.trail import AuditTrail
 
 with workflow.unsafe.imports_passed_through():
@@ -138,9 +140,13 @@ class Visibility:
 
     def _settled(self, task: asyncio.Task[Any], note: Notification) -> None:
         self._pending.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            why = failure_message(error) if isinstance(error, ActivityError) else str(error)
             self._trail.add(
                 AuditKind.NOTIFY_FAILED,
-                f"{note.event} notification to {note.role} failed: {task.exception()}",
+                f"{note.event} notification to {note.role} failed: {why}",
                 role=note.role,
             )

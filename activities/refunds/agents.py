@@ -8,6 +8,7 @@ checks and rules decide what flows on.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from processes.contracts.refunds import (
     RefundRequest,
 )
 
+AMOUNT = re.compile(r"\d+(?:\.\d{1,2})?")
 REFUND_WINDOW_DAYS = {"electronics": 14}
 DEFAULT_WINDOW_DAYS = 30
 DIGITAL_SHARE = 0.5
@@ -67,6 +69,11 @@ def draft(inp: AgentInput) -> RefundProposal:
     amount = request.requested_amount
     if inp.feedback:
         caps = [f.data["max_amount"] for f in inp.feedback if f.data.get("max_amount") is not None]
+        # A person's feedback is free text; the first amount in it is read as a cap
+        # (a deterministic stand-in for a model reading "refund at most 45").
+        caps += [
+            float(m.group()) for f in inp.feedback if f.source == "human" if (m := AMOUNT.search(f.message))
+        ]
         amount = min([amount, facts.refundable_amount, *caps])
     name = facts.customer_name or "there"
     message = (
