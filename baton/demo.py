@@ -1,4 +1,4 @@
-"""The demo scenario: eight refund cases, one per path a governed case can take.
+"""The demo scenario: ten refund cases, one per path a governed case can take.
 
 ``run_scenario`` drives the cases through a :class:`BatonClient` (the tests
 call it against their own server); ``run_demo`` is ``baton demo``: it starts
@@ -20,6 +20,7 @@ from baton import search
 from baton.client import BatonClient
 from baton.connection import connect
 from baton.devserver import DevServer
+from baton.errors import BatonUsageError
 from baton.messages import CaseResult, CaseStatus, Verdict
 from baton.settings import Settings
 from baton.spec import ProcessSpec, SpecSnapshot, snapshot_of
@@ -120,6 +121,19 @@ SCENARIO = [
         people=[("approve", "carol", "within budget")],
     ),
     DemoCase(
+        "changes", "support lead requests changes: redrafted, every check again",
+        _refund("ORD-1014", "CUS-010", 120.00, "not_as_described"),
+        "actioned",
+        ["approval:standard", "changes requested by alice", "drafter", "policy", "auto", "action"],
+        people=[("request_changes", "alice", "only one of three items was damaged: refund at most 40.00")],
+    ),
+    DemoCase(
+        "dual", "above 5,000: two different finance approvers",
+        _refund("ORD-1013", "CUS-009", 7200.00, "defective"),
+        "actioned", ["approval:finance-dual", "approved by carol+erin", "action"],
+        people=[("approve", "carol", "invoice checked"), ("approve", "erin", "second pair of eyes")],
+    ),
+    DemoCase(
         "exception", "outside the window: review never passes, manager makes an exception",
         _refund("ORD-1010", "CUS-002", 40.00, "late_delivery"),
         "actioned", ["drafter(r2)", "escalated:exceptions", "approved by dana", "action"],
@@ -157,13 +171,12 @@ async def run_scenario(
         for decision, approver, comment in demo.people:
             await wait_for_approval(client, case_id)
             signal, verdict = decision.startswith("signal:"), decision.removeprefix("signal:")
-            await client.decide(
-                case_id,
-                VERDICTS[verdict],
-                approver=approver,
-                comment=comment,
-                signal=signal,
-            )
+            try:
+                await client.decide(
+                    case_id, VERDICTS[verdict], approver=approver, comment=comment, signal=signal
+                )
+            except BatonUsageError:
+                break  # off script (e.g. the case did not wait): its report will say so
         return CaseReport(demo, case_id, await client.result(case_id))
 
     return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(scenario or SCENARIO, 1))))

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from temporalio.client import Client
+
 from baton.errors import BatonRuntimeError
 
 
@@ -93,6 +95,19 @@ class DevServer:
                 self.stop()
                 raise BatonRuntimeError(f"temporal dev server did not start within {timeout:.0f}s")
             await asyncio.sleep(0.2)
+        # An open port is not a ready server: on a fresh database the frontend
+        # answers "not healthy yet" for a while. Wait for a real health check.
+        while True:
+            try:
+                client = await Client.connect(self.address)
+                if await client.service_client.check_health():
+                    return
+            except RuntimeError:
+                pass
+            if loop.time() > deadline:
+                self.stop()
+                raise BatonRuntimeError(f"temporal dev server not healthy within {timeout:.0f}s")
+            await asyncio.sleep(0.3)
 
     def stop(self, *, grace: float = 15.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``grace`` seconds)."""

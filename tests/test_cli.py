@@ -149,3 +149,32 @@ async def test_unreachable_server_is_a_clear_runtime_error(tmp_path: Path) -> No
     _, err = await proc.communicate()
     assert proc.returncode == 1
     assert b"cannot reach Temporal at 127.0.0.1:1" in err
+
+
+async def test_pending_and_request_changes_from_the_command_line(on_dev: Running, tmp_path: Path) -> None:
+    case_file = write(tmp_path, "case.json", json.dumps(refund("ORD-1014", "CUS-010", 120.0)))
+    async with on_dev.worker():
+        started = await baton(on_dev, "start", "refund-request", "--case", case_file, "--as", "bob")
+        case_id = started.out.strip()
+        await wait_for_approval(on_dev.baton, case_id)
+        for _ in range(50):  # visibility is eventually consistent
+            listed = await baton(on_dev, "pending", "--role", "support-lead", "--json")
+            mine = [c for c in json.loads(listed.out) if c["case_id"] == case_id]
+            if mine:
+                break
+            await asyncio.sleep(0.2)
+        assert mine[0]["amount"] == 120.0
+        assert mine[0]["summary"] == "refund 120 on ORD-1014 (defective)"
+        table = await baton(on_dev, "pending", "--role", "support-lead")
+        assert case_id in table.out
+        assert "refund 120 on ORD-1014" in table.out
+        none = await baton(on_dev, "pending", "--role", "nobody-has-this-role")
+        assert none.out == "nothing waiting for nobody-has-this-role\n"
+        missing = await baton(on_dev, "request-changes", case_id, "--as", "alice")
+        assert missing.code == 2  # --feedback is required
+        changed = await baton(
+            on_dev, "request-changes", case_id, "--as", "alice", "--feedback", "refund at most 40"
+        )
+        assert changed.out == f"{case_id}: changes requested by alice (support-lead)\n"
+        result = await on_dev.baton.result(case_id)
+    assert result.handoffs["drafter"]["amount"] == 40.0

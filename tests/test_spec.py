@@ -135,3 +135,36 @@ def test_diagram_draws_checks_rules_and_ladders() -> None:
         "timeout → reject",
     ):
         assert fragment in chart
+
+
+def test_ladder_checks_reminders_and_approver_counts() -> None:
+    text = (
+        reference_text()
+        .replace(
+            "{role: support-lead, timeout: 4h, remind: 3h}", "{role: support-lead, timeout: 4h, remind: 5h}"
+        )
+        .replace("approvers: 2}", "approvers: 3}")
+    )
+    problems = problems_of(text)
+    assert any(
+        p.startswith("ladders.standard[0] (line") and "remind must come before the timeout" in p
+        for p in problems
+    )
+    fixed = text.replace("remind: 5h}", "remind: 3h}")
+    assert problems_of(fixed) == [
+        "ladders.finance-dual[0].approvers (line 76): needs 3 approvers but role 'finance' has 2"
+    ]
+
+
+def test_hold_and_inbox_and_changes_target_are_checked() -> None:
+    text = (
+        reference_text()
+        .replace("changes_go_to: drafter", "changes_go_to: drafterr")
+        .replace("amount: drafter.amount", "amount: drafter.amout + nope")
+    )
+    problems = problems_of(text)
+    assert any("changes_go_to" in p and "unknown step 'drafterr'" in p for p in problems)
+    assert any(p.startswith("inbox.amount") and "unknown name 'nope'" in p for p in problems)
+    held = load_spec_text(reference_text().replace("on_timeout: reject", "on_timeout: hold"))
+    assert held.on_timeout == "hold"
+    assert load_spec(REFERENCE).revision_step() == "drafter"

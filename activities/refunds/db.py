@@ -68,7 +68,8 @@ FIXTURES = [
     FixtureOrder("ORD-1010", "CUS-002", "apparel", 40.00, 45, note="outside the window"),
     FixtureOrder("ORD-1011", "CUS-003", "gift_card", 50.00, 1, note="gift cards never refund"),
     FixtureOrder("ORD-1012", "CUS-004", "final_sale", 25.00, 3, note="final sale"),
-    FixtureOrder("ORD-1013", "CUS-009", "electronics", 7200.00, 2, note="large: finance"),
+    FixtureOrder("ORD-1013", "CUS-009", "electronics", 7200.00, 2, note="large: two approvers"),
+    FixtureOrder("ORD-1014", "CUS-010", "home", 120.00, 5, note="lead asks for changes"),
 ]
 
 CATEGORIES = ["apparel", "electronics", "home", "digital", "final_sale", "books"]
