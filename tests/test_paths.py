@@ -127,3 +127,20 @@ async def test_histories_replay_without_nondeterminism(on_dev: Running) -> None:
 async def _iter(histories: list[WorkflowHistory]) -> AsyncIterator[WorkflowHistory]:
     for history in histories:
         yield history
+
+
+async def test_two_cases_on_one_order_never_refund_more_than_was_paid(on_dev: Running) -> None:
+    async with on_dev.worker():
+        baton = on_dev.baton
+        first = await baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+        second = await baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+        for case_id in (first, second):  # both passed intake while nothing was refunded yet
+            await wait_for_approval(baton, case_id)
+        await baton.approve(first, approver="alice")
+        await baton.approve(second, approver="alice")
+        results = [await baton.result(first), await baton.result(second)]
+    assert [r.outcome for r in results] == [Outcome.ACTIONED, Outcome.ACTION_FAILED]
+    assert "RefundExceedsBalance: refund of 249.00 would exceed what is left on ORD-1002 (0.00)" in (
+        results[1].reason
+    )
+    assert sum(int(str(r["amount_cents"])) for r in on_dev.refunds.db.ledger("ORD-1002")) == 24900

@@ -8,7 +8,6 @@ loop stays free for other cases.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,39 +52,59 @@ class RefundActivities:
 
     @activity.defn(name="refunds.issue_refund")
     async def issue_refund(self, inp: ActionInput) -> ActionResult:
-        """Write one ledger row per idempotency key; a repeat returns the existing row."""
+        """Write one ledger row per idempotency key; a repeat returns the existing row.
+
+        The order's refundable balance is checked again here, inside the write
+        transaction: intake checked it when the case started, but another case on
+        the same order may have refunded since. Over-refunding is refused, not retried.
+        """
         proposal = RefundProposal.model_validate(inp.handoffs["drafter"])
+        return await asyncio.to_thread(self._write_refund, inp, proposal)
 
-        def work() -> ActionResult:
-            with self.db.connect() as conn:
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO refunds (idempotency_key, order_id, case_id,"
-                    " amount_cents, reason_code, decided_by, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        inp.idempotency_key,
-                        proposal.order_id,
-                        inp.case_id,
-                        cents(proposal.amount),
-                        proposal.reason_code,
-                        inp.decided_by,
-                        datetime.now(UTC).isoformat(),
-                    ),
-                )
+    def _write_refund(self, inp: ActionInput, proposal: RefundProposal) -> ActionResult:
+        with self.db.connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")  # one writer at a time: check and insert atomically
+            try:
                 row = conn.execute(
-                    "SELECT id, amount_cents FROM refunds WHERE idempotency_key = ?",
-                    (inp.idempotency_key,),
+                    "SELECT id, amount_cents FROM refunds WHERE idempotency_key = ?", (inp.idempotency_key,)
                 ).fetchone()
-            return ActionResult(
-                reference=f"RF-{row['id']:06d}",
-                applied_now=cursor.rowcount == 1,
-                detail={"order_id": proposal.order_id, "amount": row["amount_cents"] / 100},
-            )
-
-        try:
-            return await asyncio.to_thread(work)
-        except sqlite3.IntegrityError as exc:
-            raise ApplicationError(f"ledger refused the refund: {exc}", non_retryable=True) from None
+                applied_now = row is None
+                if row is None:
+                    paid, refunded = conn.execute(
+                        "SELECT o.amount_paid_cents, COALESCE(SUM(r.amount_cents), 0) FROM orders o"
+                        " LEFT JOIN refunds r ON r.order_id = o.id WHERE o.id = ? GROUP BY o.id",
+                        (proposal.order_id,),
+                    ).fetchone() or (0, 0)
+                    if refunded + cents(proposal.amount) > paid:
+                        raise ApplicationError(
+                            f"refund of {proposal.amount:.2f} would exceed what is left on "
+                            f"{proposal.order_id} ({(paid - refunded) / 100:.2f})",
+                            type="RefundExceedsBalance",
+                            non_retryable=True,
+                        )
+                    cursor = conn.execute(
+                        "INSERT INTO refunds (idempotency_key, order_id, case_id, amount_cents,"
+                        " reason_code, decided_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            inp.idempotency_key,
+                            proposal.order_id,
+                            inp.case_id,
+                            cents(proposal.amount),
+                            proposal.reason_code,
+                            inp.decided_by,
+                            datetime.now(UTC).isoformat(),
+                        ),
+                    )
+                    row = (cursor.lastrowid, cents(proposal.amount))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return ActionResult(
+            reference=f"RF-{row[0]:06d}",
+            applied_now=applied_now,
+            detail={"order_id": proposal.order_id, "amount": row[1] / 100},
+        )
 
     def all(self) -> list[Callable[..., Any]]:
         """The activities to register."""
