@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from activities.directory import DirectoryActivities
+from activities.llm import LlmActivities
+from activities.llm.providers import load_providers
 from activities.notify import NotifyActivities
 from activities.refunds import RefundActivities
 from baton.roles import YamlRoleDirectory
@@ -23,10 +25,12 @@ class ActivitySet:
 
     activities: list[Callable[..., Any]]
     notify: NotifyActivities
+    llm: LlmActivities
 
     async def aclose(self) -> None:
-        """Release shared clients (the webhook HTTP client)."""
+        """Release shared clients (webhooks, LLM providers)."""
         await self.notify.aclose()
+        await self.llm.aclose()
 
 
 def build_activities(settings: Settings) -> ActivitySet:
@@ -34,12 +38,15 @@ def build_activities(settings: Settings) -> ActivitySet:
     directory = YamlRoleDirectory(settings.roles_file)
     refunds = RefundActivities(settings.refunds_db)
     notify = NotifyActivities(directory)
-    return ActivitySet([*refunds.all(), *DirectoryActivities(directory).all(), *notify.all()], notify)
+    llm = LlmActivities(load_providers(settings.providers_file))
+    served = [*refunds.all(), *DirectoryActivities(directory).all(), *notify.all(), *llm.all()]
+    return ActivitySet(served, notify, llm)
 
 
 __all__ = [
     "ActivitySet",
     "DirectoryActivities",
+    "LlmActivities",
     "NotifyActivities",
     "RefundActivities",
     "build_activities",

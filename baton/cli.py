@@ -126,8 +126,25 @@ async def cmd_status(args: argparse.Namespace) -> int:
         until = f"until {a.deadline.isoformat()}" if a.deadline else "(held, no deadline)"
         print(f"  waiting: {a.role} (ladder {a.ladder}, rung {a.rung}/{a.rungs}) {until}")
         print(f"           {a.purpose}")
+    if status.usage.calls:
+        u = status.usage
+        print(f"  LLM:     {u.calls} calls, {u.input_tokens} input + {u.output_tokens} output tokens")
     if status.outcome:
         print(f"  outcome: {status.outcome.value}: {status.reason}")
+    return 0
+
+
+async def cmd_fake_llm(args: argparse.Namespace) -> int:
+    from baton.fakellm import FakeLlmServer, FakeScript
+
+    server = FakeLlmServer(FakeScript.load(args.script), host=args.host, port=args.port)
+    await server.start()
+    print(f"scripted OpenAI-compatible server (a stand-in, not a model) at {server.base_url}")
+    print(f"  export OPENAI_BASE_URL={server.base_url}    Ctrl-C stops it")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
     return 0
 
 
@@ -298,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--reason", required=True)
         else:
             p.add_argument("--feedback", required=True)
+    p = add("fake-llm", cmd_fake_llm, "serve scripted /v1/chat/completions on loopback (tests, demos)")
+    p.add_argument("--script", required=True, help="YAML script of replies per agent")
+    p.add_argument("--host", default="127.0.0.1", help="a loopback address")
+    p.add_argument("--port", type=int, default=8099)
     p = add("pending", cmd_pending, "list cases waiting on people (the inbox)")
     p.add_argument("--role", help="only cases waiting on this role")
     p.add_argument("--json", action="store_true")

@@ -9,10 +9,12 @@ scenario, prints one line per case and stops what it started.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from activities import build_activities
 from activities.refunds.db import RefundsDB
@@ -21,6 +23,7 @@ from baton.client import BatonClient
 from baton.connection import connect
 from baton.devserver import DevServer
 from baton.errors import BatonUsageError
+from baton.fakellm import FakeLlmServer, FakeScript
 from baton.messages import CaseResult, CaseStatus, Verdict
 from baton.settings import Settings
 from baton.spec import ProcessSpec, SpecSnapshot, snapshot_of
@@ -43,6 +46,7 @@ class DemoCase:
     case: dict[str, object]
     expect_outcome: str
     expect_path: list[str]
+    process: str = "refund-request"
     people: list[tuple[str, str, str]] = field(default_factory=list)
     """(decision, approver, comment) sent in order once the case awaits approval.
     A decision starting with ``signal:`` goes as a signal (its refusal lands in the
@@ -69,6 +73,9 @@ class CaseReport:
         mark = "ok " if self.ok else "!! "
         path = " → ".join(self.result.path)
         outcome = f"{self.result.outcome.value}: {self.result.reason}"
+        if self.result.usage.calls:
+            u = self.result.usage
+            outcome += f" [{u.calls} LLM calls, {u.input_tokens}+{u.output_tokens} tokens]"
         return f"{mark}{self.case_id}  [{self.demo.title}]\n      {path}\n      ⇒ {outcome}"
 
 
@@ -142,9 +149,22 @@ SCENARIO = [
 ]  # fmt: skip
 
 
-def demo_snapshot(client: BatonClient, rung_timeout: timedelta = DEMO_RUNG_TIMEOUT) -> SpecSnapshot:
-    """The reference spec with every approval rung shortened, so the demo sees timeouts."""
-    spec = client.load("refund-request").spec
+LLM_SCENARIO = [
+    DemoCase(
+        "llm", "LLM drafter repaired after a schema-violating reply; explainer rate-limited once",
+        _refund("ORD-1015", "CUS-011", 42.50, "defective"),
+        "actioned", ["intake", "drafter", "policy", "explainer", "auto", "action"],
+        process="refund-request-llm",
+    ),
+]  # fmt: skip
+FAKE_LLM_SCRIPT = Path(__file__).resolve().parents[1] / "processes" / "fake-llm" / "demo.yaml"
+
+
+def demo_snapshot(
+    client: BatonClient, rung_timeout: timedelta = DEMO_RUNG_TIMEOUT, process: str = "refund-request"
+) -> SpecSnapshot:
+    """A bundled spec with every approval rung shortened, so the demo sees timeouts."""
+    spec = client.load(process).spec
     ladders = {
         name: [
             rung.model_copy(
@@ -155,18 +175,19 @@ def demo_snapshot(client: BatonClient, rung_timeout: timedelta = DEMO_RUNG_TIMEO
         for name, rungs in spec.ladders.items()
     }
     short = ProcessSpec.model_validate(spec.model_copy(update={"ladders": ladders}).model_dump())
-    return snapshot_of(short, source="refund-request (demo)")
+    return snapshot_of(short, source=f"{process} (demo)")
 
 
 async def run_scenario(
     client: BatonClient, *, prefix: str, scenario: list[DemoCase] | None = None
 ) -> list[CaseReport]:
     """Run every scripted case concurrently and return their reports in script order."""
-    snapshot = demo_snapshot(client)
+    cases = scenario or SCENARIO
+    snapshots = {p: demo_snapshot(client, process=p) for p in {d.process for d in cases}}
 
     async def one(index: int, demo: DemoCase) -> CaseReport:
         case_id = await client.start_case(
-            snapshot, demo.case, case_id=f"{prefix}-{index}-{demo.slug}", submitted_by="demo"
+            snapshots[demo.process], demo.case, case_id=f"{prefix}-{index}-{demo.slug}", submitted_by="demo"
         )
         for decision, approver, comment in demo.people:
             await wait_for_approval(client, case_id)
@@ -213,6 +234,11 @@ async def run_demo(settings: Settings, *, use_existing_server: bool = False) -> 
         client = BatonClient(temporal, task_queue=settings.task_queue, settings=settings)
         parts = build_activities(settings)
         worker = build_worker(temporal, task_queue=settings.task_queue, activities=parts.activities)
+        fake = FakeLlmServer(FakeScript.load(FAKE_LLM_SCRIPT))
+        await fake.start()
+        # The demo's worker runs in this process: point the OpenAI provider at the stand-in.
+        os.environ["OPENAI_BASE_URL"] = fake.base_url
+        os.environ["OPENAI_API_KEY"] = "demo-key-for-the-stand-in"  # never send a real key to it
         async with worker:
             prefix = time.strftime("demo-%Y%m%d-%H%M%S")
             print(
@@ -220,6 +246,10 @@ async def run_demo(settings: Settings, *, use_existing_server: bool = False) -> 
                 f"(approval rungs shortened to {DEMO_RUNG_TIMEOUT.seconds}s)\n"
             )
             reports = await run_scenario(client, prefix=prefix)
+            print(f"running {len(LLM_SCENARIO)} refund-request-llm case against the scripted "
+                  f"OpenAI-compatible server at {fake.base_url} (a stand-in, not a model)\n")  # fmt: skip
+            reports += await run_scenario(client, prefix=prefix + "-llm", scenario=LLM_SCENARIO)
+        await fake.stop()
         await parts.aclose()
     finally:
         server.stop()

@@ -57,6 +57,50 @@ class AgentInput(BaseModel):
     feedback: list[Feedback] = Field(default_factory=list)
 
 
+class Usage(BaseModel):
+    """LLM tokens spent, from the responses' ``usage``; summed per call, agent and case."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+
+    @property
+    def total(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            calls=self.calls + other.calls,
+        )
+
+
+class LlmCall(BaseModel):
+    """Input of the ``baton.llm_agent`` activity: what to ask, of which model, for which contract.
+
+    Holds no secret: the worker reads the provider's API key from its own environment.
+    """
+
+    agent: AgentInput
+    provider: str
+    model: str | None = None
+    prompt: str
+    contract: str
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    repair_attempts: int = 1
+
+
+class LlmResult(BaseModel):
+    """The parsed, contract-valid reply and what it cost."""
+
+    output: JsonDict
+    usage: Usage
+    model: str
+
+
 class HumanDecision(BaseModel):
     """An approver's decision, sent as the ``approve``/``reject``/``request_changes`` signal.
 
@@ -221,6 +265,7 @@ class CaseStatus(BaseModel):
     awaiting: Awaiting | None = None
     outcome: Outcome | None = None
     reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
 
 
 class CaseResult(BaseModel):
@@ -235,4 +280,5 @@ class CaseResult(BaseModel):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     action: ActionResult | None = None
     handoffs: dict[str, JsonDict] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
     audit: list[AuditEvent] = Field(default_factory=list)

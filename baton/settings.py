@@ -25,6 +25,11 @@ class Settings:
     roles_file: Path = field(
         default_factory=lambda: Path(os.environ.get("BATON_ROLES_FILE", str(specs_dir() / "roles.yaml")))
     )
+    providers_file: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("BATON_PROVIDERS_FILE", str(specs_dir() / "providers.yaml"))
+        )
+    )
     refunds_db_override: str | None = field(default_factory=lambda: os.environ.get("BATON_REFUNDS_DB"))
 
     @property

@@ -87,6 +87,7 @@ class GovernedProcess:
         self._stage = "starting"
         self._outcome: Outcome | None = None
         self._reason: str | None = None
+        self._budget_waived = False
         self._decided_by: str | None = None
         self._action: ActionResult | None = None
 
@@ -150,6 +151,7 @@ class GovernedProcess:
             awaiting=self._desk.awaiting,
             outcome=self._outcome,
             reason=self._reason,
+            usage=self._handoffs.usage,
         )
 
     @workflow.query
@@ -186,6 +188,12 @@ class GovernedProcess:
                 return FlowFailure("handoff", i, result.problems)
             self._outputs[step.step] = result.output
             self._view.describe(self._context())
+            budget = self._spec.token_budget
+            if budget is not None and not self._budget_waived and self._handoffs.usage.total > budget:
+                used = self._handoffs.usage.total
+                problem = Feedback(source="agent_error", message=f"token budget exceeded: {used} > {budget}")
+                self._path.append("budget✗")
+                return FlowFailure("budget", i + 1, [problem])
             self._path.append(step.step + (f"(r{revision})" if revision else ""))
             if step.reviews is None:
                 i += 1
@@ -243,9 +251,12 @@ class GovernedProcess:
 
     async def _escalate(self, failure: FlowFailure) -> Next:
         """Hand a stuck case to people: run again, overrule the reviewer, or close."""
-        step = self._spec.flow[failure.index]
+        at = failure.index - 1 if failure.kind == "budget" else failure.index
+        step = self._spec.flow[at]
         problems = "; ".join(p.message for p in failure.problems)
-        if failure.kind == "handoff":
+        if failure.kind == "budget":
+            purpose = f"{problems}; approve = carry on without a budget"
+        elif failure.kind == "handoff":
             purpose = f"handoff from {step.step} failed its checks ({problems}); approve = run it again"
         else:
             purpose = f"{step.step} still rejects {step.reviews} ({problems}); approve = act anyway"
@@ -257,10 +268,13 @@ class GovernedProcess:
         self._path.append(f"escalated:{ladder}")
         result = await self._wait_for_people(ladder, purpose)
         if result.result == "request_changes":
-            target = step.step if failure.kind == "handoff" else (step.reviews or step.step)
+            target = step.step if failure.kind == "handoff" else (step.reviews or self._spec.revision_step())
             return self._changes_to(target, result)
         if result.result != "approve":
             return self._close_after_people(result)
+        if failure.kind == "budget":
+            self._budget_waived = True
+            return Next("rerun", start_at=failure.index)
         if failure.kind == "handoff":
             self._path.append("retry")
             return Next("rerun", start_at=failure.index)
@@ -400,5 +414,6 @@ class GovernedProcess:
             approvals=list(self._desk.records),
             action=self._action,
             handoffs=dict(self._outputs),
+            usage=self._handoffs.usage,
             audit=list(self._trail.events),
         )

@@ -20,7 +20,7 @@ from workflows.trail import AuditTrail, digest
 
 with workflow.unsafe.imports_passed_through():
     from baton.contracts import check_against, resolve_contract
-    from baton.messages import AgentInput, AuditKind, Feedback, JsonDict
+    from baton.messages import AgentInput, AuditKind, Feedback, JsonDict, LlmCall, LlmResult, Usage
     from baton.rules import RuleError, evaluate_bool
     from baton.spec.models import AgentSpec, ProcessSpec, RetrySpec, StepSpec, TimeoutSpec
 
@@ -96,6 +96,7 @@ class HandoffRunner:
         self._case_id = case_id
         self._case = case
         self._trail = trail
+        self.usage = Usage()
 
     async def run(
         self,
@@ -121,18 +122,11 @@ class HandoffRunner:
                 feedback=feedback,
             )
             try:
-                raw = await execute(
-                    agent.activity,
-                    request,
-                    result_type=dict,
-                    timeouts=agent.timeouts,
-                    retry=agent.retry,
-                    local=agent.local,
-                    summary=_summary(step.agent_name, revision, attempt),
-                )
+                raw, spent = await self._call(agent, request, _summary(step.agent_name, revision, attempt))
             except ActivityError as exc:
                 problems = [Feedback(source="agent_error", message=failure_message(exc))]
             else:
+                extra = {} if spent is None else {"model": spent[1], **spent[0].model_dump()}
                 self._trail.add(
                     AuditKind.HANDOFF,
                     f"{step.agent_name} handed off {_contract_name(agent)}",
@@ -141,6 +135,7 @@ class HandoffRunner:
                     attempt=attempt,
                     revision=revision,
                     output_sha256=digest(raw),
+                    **extra,
                 )
                 checked, problems = self._check(step, agent, raw, outputs)
                 if checked is not None:
@@ -162,6 +157,44 @@ class HandoffRunner:
             )
             feedback = problems
         return HandoffResult(None, problems, failed_attempts=step.check_attempts)
+
+    async def _call(
+        self, agent: AgentSpec, request: AgentInput, summary: str
+    ) -> tuple[Any, tuple[Usage, str] | None]:
+        """Run the agent's activity; for an LLM agent also return what the call cost."""
+        if agent.kind != "llm":
+            raw = await execute(
+                agent.activity_name,
+                request,
+                result_type=dict,
+                timeouts=agent.timeouts,
+                retry=agent.retry,
+                local=agent.local,
+                summary=summary,
+            )
+            return raw, None
+        assert agent.prompt_text is not None
+        call = LlmCall(
+            agent=request,
+            provider=agent.provider,
+            model=agent.model,
+            prompt=agent.prompt_text,
+            contract=agent.output,
+            temperature=agent.temperature,
+            max_tokens=agent.max_tokens,
+            repair_attempts=agent.repair_attempts,
+        )
+        result: LlmResult = await execute(
+            agent.activity_name,
+            call,
+            result_type=LlmResult,
+            timeouts=agent.timeouts,
+            retry=agent.retry,
+            local=False,
+            summary=f"{summary} · {agent.model or agent.provider}",
+        )
+        self.usage = self.usage + result.usage
+        return result.output, (result.usage, result.model)
 
     def _check(
         self, step: StepSpec, agent: AgentSpec, raw: Any, outputs: dict[str, JsonDict]

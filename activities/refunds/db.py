@@ -70,6 +70,7 @@ FIXTURES = [
     FixtureOrder("ORD-1012", "CUS-004", "final_sale", 25.00, 3, note="final sale"),
     FixtureOrder("ORD-1013", "CUS-009", "electronics", 7200.00, 2, note="large: two approvers"),
     FixtureOrder("ORD-1014", "CUS-010", "home", 120.00, 5, note="lead asks for changes"),
+    FixtureOrder("ORD-1015", "CUS-011", "apparel", 42.50, 6, note="the LLM demo case"),
 ]
 
 CATEGORIES = ["apparel", "electronics", "home", "digital", "final_sale", "books"]

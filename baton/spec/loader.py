@@ -9,6 +9,7 @@ line (``flow[2].agent (line 31): unknown agent 'polcy'``).
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,11 +57,13 @@ def load_spec(path: str | Path, *, roles: Roles | None = None) -> ProcessSpec:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(source, [f"cannot read: {exc.strerror or exc}"]) from None
-    return load_spec_text(text, source=source, roles=roles)
+    return load_spec_text(text, source=source, roles=roles, base_dir=Path(path).parent)
 
 
-def load_spec_text(text: str, *, source: str = "<spec>", roles: Iterable[str] | None = None) -> ProcessSpec:
-    """Validate spec ``text``; see :func:`load_spec`."""
+def load_spec_text(
+    text: str, *, source: str = "<spec>", roles: Roles | None = None, base_dir: Path | None = None
+) -> ProcessSpec:
+    """Validate spec ``text``; see :func:`load_spec`. Prompt files resolve from ``base_dir``."""
     try:
         data = yaml.safe_load(text)
         lines = _line_index(text)
@@ -68,6 +71,9 @@ def load_spec_text(text: str, *, source: str = "<spec>", roles: Iterable[str] | 
         raise SpecError(source, [_yaml_problem(exc)]) from None
     if not isinstance(data, dict):
         raise SpecError(source, ["(document): a spec must be a YAML mapping"])
+    missing = _read_prompts(data, base_dir or Path.cwd())
+    if missing:
+        raise SpecError(source, [_where(loc, lines) + f": {msg}" for loc, msg in missing])
     try:
         spec = ProcessSpec.model_validate(data)
     except ValidationError as exc:
@@ -77,6 +83,23 @@ def load_spec_text(text: str, *, source: str = "<spec>", roles: Iterable[str] | 
     if found:
         raise SpecError(source, [_where(loc, lines) + f": {msg}" for loc, msg in found])
     return spec
+
+
+def _read_prompts(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]:
+    """Freeze each llm agent's prompt file into the spec as ``prompt_text``."""
+    problems: list[tuple[Loc, str]] = []
+    agents = data.get("agents")
+    if not isinstance(agents, dict):
+        return problems
+    for name, agent in agents.items():
+        if not isinstance(agent, dict) or not isinstance(agent.get("prompt"), str):
+            continue
+        path = base_dir / agent["prompt"]
+        try:
+            agent["prompt_text"] = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append((("agents", name, "prompt"), f"cannot read prompt {path}: {exc.strerror}"))
+    return problems
 
 
 def snapshot_of(spec: ProcessSpec, source: str = "") -> SpecSnapshot:
@@ -90,6 +113,7 @@ def cross_reference_problems(
     """Problems a single field cannot show: names, order, CEL, contracts, roles."""
     problems: list[tuple[Loc, str]] = []
     problems += _contract_problems(spec)
+    problems += _prompt_problems(spec)
     problems += _flow_problems(spec)
     problems += _decision_problems(spec)
     problems += _ladder_problems(spec, roles)
@@ -105,6 +129,27 @@ def _contract_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
             resolve_contract(path)
         except ContractError as exc:
             found.append((loc, f"contract does not resolve: {exc}"))
+    return found
+
+
+def _prompt_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
+    """Placeholders in prompt templates must name the case, feedback or a step."""
+    known = {"case", "feedback", *(s.step for s in spec.flow)}
+    found: list[tuple[Loc, str]] = []
+    for name, agent in spec.agents.items():
+        if agent.prompt_text is None:
+            continue
+        template = string.Template(agent.prompt_text)
+        if not template.is_valid():
+            found.append((("agents", name, "prompt"), "prompt has a malformed $placeholder"))
+            continue
+        for ident in template.get_identifiers():
+            if ident not in known:
+                found.append(
+                    (("agents", name, "prompt"), f"prompt uses ${ident}; known: {', '.join(sorted(known))}")
+                )
+    if spec.token_budget is not None and not any(a.kind == "llm" for a in spec.agents.values()):
+        found.append((("token_budget",), "a token budget needs at least one llm agent"))
     return found
 
 

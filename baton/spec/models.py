@@ -44,12 +44,28 @@ class TimeoutSpec(_Strict):
     heartbeat: PositiveDuration | None = None
 
 
-class AgentSpec(_Strict):
-    """One specialised agent: an activity with a typed output contract."""
+LLM_ACTIVITY = "baton.llm_agent"
+"""The activity every ``llm`` agent runs as."""
 
-    kind: Literal["python"] = "python"
-    activity: str = Field(min_length=1, description="Registered activity name.")
+
+class AgentSpec(_Strict):
+    """One specialised agent: an activity with a typed output contract.
+
+    ``kind: python`` names its activity. ``kind: llm`` runs Baton's LLM activity
+    with a prompt template (a file beside the spec, frozen into the snapshot as
+    ``prompt_text``), a model, and a provider configured outside the spec.
+    """
+
+    kind: Literal["python", "llm"] = "python"
+    activity: str | None = Field(default=None, min_length=1, description="Registered activity name.")
     output: str = Field(description="Import path of the output contract, 'module:Class'.")
+    prompt: str | None = Field(default=None, description="llm: prompt template file, beside the spec.")
+    prompt_text: str | None = Field(default=None, description="llm: the template itself (filled at load).")
+    provider: str = Field(default="openai", description="llm: provider name in the providers file.")
+    model: str | None = Field(default=None, description="llm: model; default: the provider's.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=1024, ge=1, le=200_000)
+    repair_attempts: int = Field(default=1, ge=0, le=3, description="llm: re-asks after a bad reply.")
     description: str = ""
     local: bool = Field(
         default=False,
@@ -57,6 +73,24 @@ class AgentSpec(_Strict):
     )
     timeouts: TimeoutSpec = TimeoutSpec()
     retry: RetrySpec = RetrySpec()
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> AgentSpec:
+        if self.kind == "python":
+            if self.activity is None:
+                raise ValueError("a python agent needs 'activity'")
+            if self.prompt or self.prompt_text or self.model:
+                raise ValueError("prompt and model only apply to kind: llm")
+        elif self.prompt_text is None:
+            raise ValueError("an llm agent needs 'prompt' (a template file beside the spec)")
+        if self.kind == "llm" and self.local:
+            raise ValueError("llm agents cannot be local activities (they heartbeat and run long)")
+        return self
+
+    @property
+    def activity_name(self) -> str:
+        """The activity this agent runs as."""
+        return self.activity or LLM_ACTIVITY
 
 
 class Guard(_Strict):
@@ -180,6 +214,9 @@ class ProcessSpec(_Strict):
         "(default: the step the last review reviews, else the last step).",
     )
     inbox: Inbox = Inbox()
+    token_budget: int | None = Field(
+        default=None, ge=1, description="LLM tokens a case may spend before it escalates."
+    )
     action: ActionSpec
 
     @field_validator("ladders")

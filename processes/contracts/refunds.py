@@ -66,3 +66,10 @@ class PolicyVerdict(BaseModel):
     compliant: bool
     findings: list[PolicyFinding] = Field(default_factory=list)
     max_allowed: Money = 0.0
+
+
+class Explanation(BaseModel):
+    """The explainer's note to the customer on what the policy review found."""
+
+    message: str = Field(min_length=20, max_length=1500)
+    cites: list[str] = Field(default_factory=list, description="Policy rules the note relies on.")
