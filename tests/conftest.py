@@ -18,7 +18,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import DirectoryActivities, NotifyActivities, RefundActivities
+from activities import DirectoryActivities, LlmActivities, NotifyActivities, RefundActivities
+from activities.llm.providers import load_providers
 from baton import search
 from baton.client import BatonClient
 from baton.roles import YamlRoleDirectory
@@ -68,8 +69,19 @@ def refunds(settings: Settings) -> RefundActivities:
     return RefundActivities(settings.refunds_db)
 
 
+@pytest.fixture
+async def llm(settings: Settings) -> AsyncIterator[LlmActivities]:
+    """The real LLM activity (providers from the bundled file), closed after the test."""
+    activities = LlmActivities(load_providers(settings.providers_file), heartbeat_every=0.5)
+    yield activities
+    await activities.aclose()
+
+
 def activities_for(
-    settings: Settings, refunds: RefundActivities, overrides: Sequence[Callable[..., Any]] = ()
+    settings: Settings,
+    refunds: RefundActivities,
+    llm: LlmActivities,
+    overrides: Sequence[Callable[..., Any]] = (),
 ) -> list[Callable[..., Any]]:
     """Real activities, with any ``overrides`` registered under the same names instead."""
     roles = YamlRoleDirectory(settings.roles_file)
@@ -77,7 +89,7 @@ def activities_for(
     names = {getattr(o, "__temporal_activity_definition").name for o in overrides}
     real = [
         a
-        for a in [*refunds.all(), *directory.all(), *notify.all()]
+        for a in [*refunds.all(), *directory.all(), *notify.all(), *llm.all()]
         if getattr(a, "__temporal_activity_definition").name not in names
     ]
     return [*real, *overrides]
@@ -86,14 +98,16 @@ def activities_for(
 class Running:
     """Starts a worker on a client and yields a BatonClient bound to its queue."""
 
-    def __init__(self, client: Client, settings: Settings, refunds: RefundActivities) -> None:
-        self.client, self.settings, self.refunds = client, settings, refunds
+    def __init__(
+        self, client: Client, settings: Settings, refunds: RefundActivities, llm: LlmActivities
+    ) -> None:
+        self.client, self.settings, self.refunds, self.llm = client, settings, refunds, llm
 
     def worker(self, overrides: Sequence[Callable[..., Any]] = (), **options: Any) -> Any:
         return build_worker(
             self.client,
             task_queue=self.settings.task_queue,
-            activities=activities_for(self.settings, self.refunds, overrides),
+            activities=activities_for(self.settings, self.refunds, self.llm, overrides),
             strict_sandbox=True,  # tests enforce the sandbox on Baton's own workflow code
             **options,
         )
@@ -104,13 +118,17 @@ class Running:
 
 
 @pytest.fixture
-def on_dev(env: WorkflowEnvironment, settings: Settings, refunds: RefundActivities) -> Running:
-    return Running(env.client, settings, refunds)
+def on_dev(
+    env: WorkflowEnvironment, settings: Settings, refunds: RefundActivities, llm: LlmActivities
+) -> Running:
+    return Running(env.client, settings, refunds, llm)
 
 
 @pytest.fixture
-def on_time(time_env: WorkflowEnvironment, settings: Settings, refunds: RefundActivities) -> Running:
-    return Running(time_env.client, settings, refunds)
+def on_time(
+    time_env: WorkflowEnvironment, settings: Settings, refunds: RefundActivities, llm: LlmActivities
+) -> Running:
+    return Running(time_env.client, settings, refunds, llm)
 
 
 def refund(order: str, customer: str, amount: float, reason: str = "defective") -> dict[str, Any]:
