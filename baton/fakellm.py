@@ -19,6 +19,7 @@ loopback from a script, so tests and the demo exercise the real HTTP path
           json: {...}
 
 The agent is read from the system message Baton sends ("You are the 'drafter' agent").
+``GET /v1/fake/stats`` reports connections accepted and requests answered.
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class FakeLlmServer:
     async def _answer(
         self, request_line: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, str, dict[str, Any]]:
+        if request_line.startswith("GET ") and "/fake/stats" in request_line:
+            return 200, "", {"connections": self.connections, "requests": len(self.seen)}
         if not request_line.startswith("POST ") or "/chat/completions" not in request_line:
             return 404, "", {"error": {"message": "only POST /v1/chat/completions is scripted"}}
         request = json.loads(body or b"{}")

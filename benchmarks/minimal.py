@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -29,3 +30,23 @@ class Minimal:
                     noop, value, start_to_close_timeout=timedelta(seconds=10)
                 )
         return await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=10))
+
+
+@activity.defn(name="sleep_half_second")
+async def sleep_half_second(value: str) -> str:
+    """Stands in for an LLM call that takes 0.5 s."""
+    await asyncio.sleep(0.5)
+    return value
+
+
+@workflow.defn(name="MinimalSleeps")
+class MinimalSleeps:
+    """The engine's floor for three sequential 0.5 s calls."""
+
+    @workflow.run
+    async def run(self, value: str) -> str:
+        for _ in range(3):
+            value = await workflow.execute_activity(
+                sleep_half_second, value, start_to_close_timeout=timedelta(seconds=30)
+            )
+        return value
