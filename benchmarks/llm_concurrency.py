@@ -8,7 +8,8 @@ Set-up: one dev server, the scripted OpenAI-compatible server in a **subprocess*
 2. Cases: 200 concurrent cases of a spec with three LLM agents in sequence
    (critical path 3 x 0.5 s = 1.5 s) plus a no-op action, with each transport,
    beside the floor: a hand-written workflow of three activities that sleep
-   0.5 s. Reported: wall time, its ratio to the floor and to the critical path, CPU per LLM
+   0.5 s (and the same plus a no-op action, the shape Baton's case has). Reported:
+   wall time, its ratio to the floor and to the critical path, CPU per LLM
    call, and the connections the LLM server accepted.
 
 Run: ``.venv/bin/python benchmarks/llm_concurrency.py [--cases 200] [--rounds 2]``
@@ -43,7 +44,7 @@ from baton.client import BatonClient
 from baton.devserver import port_open
 from baton.messages import ActionInput, ActionResult
 from baton.spec import load_spec, snapshot_of
-from benchmarks.minimal import MinimalSleeps, sleep_half_second
+from benchmarks.minimal import MinimalSleeps, noop, sleep_half_second
 from worker import build_worker
 
 HERE = Path(__file__).resolve().parent / "llm"
@@ -116,16 +117,21 @@ async def run_cases(
     spec = snapshot_of(load_spec(HERE / "bench.yaml"))
     providers = {"openai": ProviderConfig(base_url=base, default_model="fake")}
     results: dict[str, list[tuple[float, float, int]]] = {}
-    variants: dict[str, str | None] = {"floor: 3 sleeping activities": None, "baton · aiohttp": "aiohttp",
-                                       "baton · httpx pool": "httpx"}  # fmt: skip
+    variants: dict[str, str | None] = {
+        "floor: 3 sleeping activities": None,
+        "floor: 3 sleeps + no-op action": "floor+action",
+        "baton · aiohttp": "aiohttp",
+        "baton · httpx pool": "httpx",
+    }
     for _ in range(rounds):
         for name, transport in variants.items():
             queue = f"bench-{uuid.uuid4()}"
             llm = LlmActivities(providers, transport=transport_factory(transport))
+            floor_acts = transport == "floor+action"
             worker = build_worker(
                 env.client,
                 task_queue=queue,
-                activities=[*llm.all(), noop_action, sleep_half_second],
+                activities=[*llm.all(), noop_action, sleep_half_second, noop],
                 extra_workflows=[MinimalSleeps],
                 max_concurrent_activities=cases * 3,
             )
@@ -134,12 +140,13 @@ async def run_cases(
             async def governed(baton: BatonClient = baton) -> Any:
                 return await baton.result(await baton.start_case(spec, CASE))
 
-            async def floor(queue: str = queue) -> Any:
+            async def floor(queue: str = queue, act: bool = floor_acts) -> Any:
                 return await env.client.execute_workflow(
-                    MinimalSleeps.run, "x", id=f"floor-{uuid.uuid4()}", task_queue=queue
+                    MinimalSleeps.run, act, id=f"floor-{uuid.uuid4()}", task_queue=queue
                 )
 
-            one: Callable[[], Awaitable[Any]] = floor if transport is None else governed
+            is_floor = transport is None or floor_acts
+            one: Callable[[], Awaitable[Any]] = floor if is_floor else governed
             async with worker:
                 await one()  # warm-up
                 before = await stats(base)

@@ -41,12 +41,15 @@ async def sleep_half_second(value: str) -> str:
 
 @workflow.defn(name="MinimalSleeps")
 class MinimalSleeps:
-    """The engine's floor for three sequential 0.5 s calls."""
+    """The engine's floor for three sequential 0.5 s calls (``then_act``: and a no-op action)."""
 
     @workflow.run
-    async def run(self, value: str) -> str:
+    async def run(self, then_act: bool) -> str:
+        value = "x"
         for _ in range(3):
             value = await workflow.execute_activity(
                 sleep_half_second, value, start_to_close_timeout=timedelta(seconds=30)
             )
+        if then_act:
+            value = await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=30))
         return value

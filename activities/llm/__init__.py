@@ -14,6 +14,7 @@ Transport: aiohttp under httpx's API (``httpx-aiohttp``), chosen by measurement
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import string
@@ -114,6 +115,13 @@ class LlmActivities:
         return [self.llm_agent]
 
 
+@functools.lru_cache(maxsize=256)
+def _schemas(contract: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The contract's JSON Schema and its strict form, computed once per contract."""
+    schema = contract.model_json_schema()
+    return schema, openai_chat.strict_schema(schema)
+
+
 class _Session:
     """One agent run: the conversation, the structured-output mode, the tokens spent."""
 
@@ -121,7 +129,7 @@ class _Session:
         self, client: httpx.AsyncClient, config: ProviderConfig, call: LlmCall, contract: type[BaseModel]
     ) -> None:
         self.client, self.config, self.call, self.contract = client, config, call, contract
-        self.schema = contract.model_json_schema()
+        self.schema, self.strict = _schemas(contract)
         self.mode: Mode = config.structured_output
         self.model = call.model or config.default_model
         self.usage = Usage()
@@ -163,7 +171,7 @@ class _Session:
             body = openai_chat.build_request(
                 model=self.model,
                 messages=[{"role": "system", "content": self._system()}, *self.messages],
-                schema=self.schema,
+                schema=self.strict if self.mode == "json_schema" else self.schema,
                 schema_name=self.contract.__name__,
                 mode=self.mode,
                 temperature=self.call.temperature,

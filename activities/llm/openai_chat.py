@@ -63,7 +63,10 @@ def build_request(
     temperature: float,
     max_tokens: int,
 ) -> dict[str, Any]:
-    """The JSON body of a chat-completions request in the given structured-output mode."""
+    """The JSON body of a chat-completions request in the given structured-output mode.
+
+    ``schema`` must already be strict (see :func:`strict_schema`) for ``json_schema`` mode.
+    """
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
@@ -73,7 +76,7 @@ def build_request(
     if mode == "json_schema":
         body["response_format"] = {
             "type": "json_schema",
-            "json_schema": {"name": schema_name, "schema": strict_schema(schema), "strict": True},
+            "json_schema": {"name": schema_name, "schema": schema, "strict": True},
         }
     elif mode == "json_object":
         body["response_format"] = {"type": "json_object"}
