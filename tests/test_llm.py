@@ -3,8 +3,10 @@ Temporal dev server: every fault ends in the expected path and no invalid reply 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -168,3 +170,24 @@ async def test_token_budget_escalates_the_case(on_dev: Running, fake: FakeLlmSer
         result = await on_dev.baton.result(case_id)
     assert result.outcome == Outcome.ACTIONED
     assert "budget✗" in result.path
+
+
+@pytest.mark.script({"agents": {"drafter": [{"delay": 20, "json": DRAFT}], "explainer": [{"json": NOTE}]}})
+async def test_cancelling_a_case_stops_its_llm_call(on_dev: Running, fake: FakeLlmServer) -> None:
+    async with on_dev.worker():
+        case_id = await on_dev.baton.start_case("refund-request-llm", CASE)
+        handle = on_dev.client.get_workflow_handle(case_id)
+        for _ in range(100):  # wait until the drafter's request is in flight
+            if calls_of(fake, "drafter"):
+                break
+            await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await handle.cancel()
+        for _ in range(100):
+            events = (await handle.fetch_history()).events
+            if any(e.HasField("activity_task_canceled_event_attributes") for e in events):
+                break
+            await asyncio.sleep(0.1)
+        stopped_after = time.monotonic() - started
+    assert any(e.HasField("activity_task_canceled_event_attributes") for e in events)
+    assert stopped_after < 5  # the heartbeat delivered the cancel long before the 20 s reply
