@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
 
 from baton.demo import wait_for_approval
 from baton.fakellm import FakeLlmServer, FakeScript
@@ -189,5 +190,8 @@ async def test_cancelling_a_case_stops_its_llm_call(on_dev: Running, fake: FakeL
                 break
             await asyncio.sleep(0.1)
         stopped_after = time.monotonic() - started
+        outcome = await handle.describe()
+    assert outcome.status == WorkflowExecutionStatus.CANCELED
+    assert len(calls_of(fake, "drafter")) == 1  # no further attempt after the cancel
     assert any(e.HasField("activity_task_canceled_event_attributes") for e in events)
     assert stopped_after < 5  # the heartbeat delivered the cancel long before the 20 s reply

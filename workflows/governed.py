@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.handoffs import HandoffRunner, execute, failure_message
 from workflows.ladder import PAST, ApprovalDesk, LadderResult
@@ -364,6 +364,8 @@ class GovernedProcess:
                 summary=f"action · {action.activity}",
             )
         except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                raise
             message = failure_message(exc)
             self._trail.add(AuditKind.ACTION, f"action failed: {message}", idempotency_key=key)
             self._path.append("action✗")

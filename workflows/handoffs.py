@@ -14,7 +14,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 from workflows.trail import AuditTrail, digest
 
@@ -75,6 +76,8 @@ async def execute(
         heartbeat_timeout=timeouts.heartbeat,
         retry_policy=retry_policy(retry),
         summary=summary,
+        # A cancelled case waits until its agents have stopped, so the history shows it.
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )
 
 
@@ -124,6 +127,8 @@ class HandoffRunner:
             try:
                 raw, spent = await self._call(agent, request, _summary(step.agent_name, revision, attempt))
             except ActivityError as exc:
+                if is_cancelled_exception(exc):
+                    raise  # the case is being cancelled: no further attempts, no escalation
                 problems = [Feedback(source="agent_error", message=failure_message(exc))]
             else:
                 extra = {} if spent is None else {"model": spent[1], **spent[0].model_dump()}
