@@ -15,10 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import build_activities
+from baton import telemetry
 from baton.connection import connect
 from baton.settings import Settings
 from workflows import GovernedProcess
@@ -54,8 +56,10 @@ def build_worker(
     **options: Any,
 ) -> Worker:
     """A worker for GovernedProcess and the given activities on ``task_queue``."""
+    traced = any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
     return Worker(
         client,
+        interceptors=[] if traced else [TracingInterceptor()],
         task_queue=task_queue,
         workflows=[GovernedProcess, *extra_workflows],
         activities=list(activities),
@@ -68,6 +72,7 @@ def build_worker(
 async def run_worker(settings: Settings | None = None, *, stop: asyncio.Event | None = None) -> None:
     """Connect, serve until ``stop`` is set (or SIGINT/SIGTERM), then drain."""
     settings = settings or Settings()
+    telemetry.configure(settings.home, service="baton-worker")
     client = await connect()
     parts = build_activities(settings)
     worker = build_worker(client, task_queue=settings.task_queue, activities=parts.activities)
@@ -78,6 +83,7 @@ async def run_worker(settings: Settings | None = None, *, stop: asyncio.Event | 
             await stop.wait()
     finally:
         await parts.aclose()
+        telemetry.shutdown()
     log.info("worker stopped")
 
 

@@ -10,11 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from activities.audit import AuditActivities
 from activities.directory import DirectoryActivities
 from activities.llm import LlmActivities
 from activities.llm.providers import load_providers
 from activities.notify import NotifyActivities
 from activities.refunds import RefundActivities
+from baton.auditlog import AuditLog
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings
 
@@ -39,12 +41,20 @@ def build_activities(settings: Settings) -> ActivitySet:
     refunds = RefundActivities(settings.refunds_db)
     notify = NotifyActivities(directory)
     llm = LlmActivities(load_providers(settings.providers_file))
-    served = [*refunds.all(), *DirectoryActivities(directory).all(), *notify.all(), *llm.all()]
+    audit = AuditActivities(AuditLog(settings.audit_log))
+    served = [
+        *refunds.all(),
+        *DirectoryActivities(directory).all(),
+        *notify.all(),
+        *llm.all(),
+        *audit.all(),
+    ]
     return ActivitySet(served, notify, llm)
 
 
 __all__ = [
     "ActivitySet",
+    "AuditActivities",
     "DirectoryActivities",
     "LlmActivities",
     "NotifyActivities",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
@@ -36,7 +37,11 @@ async def connect(*, address: str | None = None, namespace: str | None = None) -
     """A client using the pydantic data converter; a clear error if the server is not there."""
     options = connect_options(address=address, namespace=namespace)
     try:
-        return await Client.connect(**options, data_converter=pydantic_data_converter)
+        return await Client.connect(
+            **options,
+            data_converter=pydantic_data_converter,
+            interceptors=[TracingInterceptor()],  # one trace per case: client → workflow → activities
+        )
     except RuntimeError as exc:
         raise BatonRuntimeError(
             f"cannot reach Temporal at {options['target_host']} "

@@ -207,6 +207,16 @@ class AuditEvent(BaseModel):
     data: JsonDict = Field(default_factory=dict)
 
 
+class AuditBatch(BaseModel):
+    """Events for the chained audit log (the activity adds the trace and span ids)."""
+
+    case_id: str
+    process: str
+    workflow_id: str
+    run_id: str
+    events: list[AuditEvent]
+
+
 class Outcome(StrEnum):
     """How a case ended."""
 

@@ -38,6 +38,11 @@ class Settings:
         return Path(self.refunds_db_override) if self.refunds_db_override else self.home / "refunds.db"
 
     @property
+    def audit_log(self) -> Path:
+        """The hash-chained audit log (``$BATON_AUDIT_LOG`` or ``$BATON_HOME/audit.jsonl``)."""
+        return Path(os.environ.get("BATON_AUDIT_LOG", str(self.home / "audit.jsonl")))
+
+    @property
     def temporal_db(self) -> Path:
         """SQLite file the embedded dev server persists to."""
         return self.home / "temporal.db"

@@ -18,9 +18,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import DirectoryActivities, LlmActivities, NotifyActivities, RefundActivities
+from activities import AuditActivities, DirectoryActivities, LlmActivities, NotifyActivities, RefundActivities
 from activities.llm.providers import load_providers
 from baton import search
+from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings
@@ -86,10 +87,11 @@ def activities_for(
     """Real activities, with any ``overrides`` registered under the same names instead."""
     roles = YamlRoleDirectory(settings.roles_file)
     directory, notify = DirectoryActivities(roles), NotifyActivities(roles)
+    audit = AuditActivities(AuditLog(settings.audit_log))
     names = {getattr(o, "__temporal_activity_definition").name for o in overrides}
     real = [
         a
-        for a in [*refunds.all(), *directory.all(), *notify.all(), *llm.all()]
+        for a in [*refunds.all(), *directory.all(), *notify.all(), *llm.all(), *audit.all()]
         if getattr(a, "__temporal_activity_definition").name not in names
     ]
     return [*real, *overrides]

@@ -14,9 +14,11 @@ drafting step and runs the flow again from there, through every check.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.handoffs import HandoffRunner, execute, failure_message
@@ -29,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.messages import (
         ActionInput,
         ActionResult,
+        AuditBatch,
         AuditEvent,
         AuditKind,
         CaseResult,
@@ -42,6 +45,12 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
     )
     from baton.rules import RuleError, evaluate, evaluate_bool
+
+
+AUDIT_ACTIVITY = "baton.audit_append"
+AUDIT_LOG_PATCH = "audit-log-v1"
+AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+"""Cases started before the audit log existed replay without it (see README)."""
 
 
 @dataclass
@@ -71,7 +80,7 @@ class GovernedProcess:
     def __init__(self, start: CaseStart) -> None:
         self._start = start
         self._spec = start.spec.spec
-        self._trail = AuditTrail()
+        self._trail = AuditTrail(self._spec.process, start.case_id)
         self._view = Visibility(self._spec, start.case_id, self._trail, index=start.index)
         self._desk = ApprovalDesk(
             self._spec,
@@ -109,6 +118,7 @@ class GovernedProcess:
         if step.kind == "act":
             await self._act(step.decider)
         await self._view.flush()
+        await self._log_audit()
         return self._result()
 
     @workflow.signal
@@ -325,6 +335,7 @@ class GovernedProcess:
 
     async def _wait_for_people(self, ladder: str, purpose: str) -> LadderResult:
         self._set_stage(f"awaiting approval ({ladder})")
+        await self._log_audit()  # what led here is in the tamper-evident log before anyone decides
         result = await self._desk.climb(ladder, purpose)
         self._path.extend(f"{role} timed out" for role in result.timed_out_roles)
         if result.records:
@@ -383,6 +394,30 @@ class GovernedProcess:
         self._close(Outcome.ACTIONED, f"decided by {decided_by}", decided_by, done)
 
     # -- helpers ------------------------------------------------------------
+
+    async def _log_audit(self) -> None:
+        """Append the events not yet logged to the hash-chained audit log (an activity)."""
+        if not workflow.patched(AUDIT_LOG_PATCH) or self._trail.logged == len(self._trail.events):
+            return
+        info = workflow.info()
+        batch = AuditBatch(
+            case_id=self._start.case_id,
+            process=self._spec.process,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            events=self._trail.events[self._trail.logged :],
+        )
+        await workflow.execute_local_activity(
+            AUDIT_ACTIVITY,
+            batch,
+            result_type=int,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+            ),
+            summary=f"audit log · {len(batch.events)} events",
+        )
+        self._trail.logged = len(self._trail.events)
 
     def _context(self) -> JsonDict:
         return {"case": self._start.case, **self._outputs}

@@ -13,7 +13,18 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from temporalio.contrib.opentelemetry import TracingWorkflowInboundInterceptor
+    from temporalio.contrib.opentelemetry import workflow as otel_workflow
+
     from baton.messages import AuditEvent, AuditKind
+
+CHECK_RESULT = {AuditKind.CHECK_PASSED: "passed", AuditKind.CHECK_FAILED: "failed"}
+VERDICTS = {
+    AuditKind.APPROVED: "approved",
+    AuditKind.REJECTED: "rejected",
+    AuditKind.CHANGES_REQUESTED: "changes_requested",
+    AuditKind.REFUSED: "refused",
+}
 
 
 def digest(payload: Any) -> str:
@@ -23,10 +34,18 @@ def digest(payload: Any) -> str:
 
 
 class AuditTrail:
-    """Append-only list of :class:`AuditEvent` for one case."""
+    """Append-only list of :class:`AuditEvent` for one case; each event is also a span.
 
-    def __init__(self) -> None:
+    Spans go through Temporal's tracing interceptor, which skips them on replay, so a
+    replayed case adds no duplicate spans. Attributes are names, results and token
+    counts: never the case's data or an agent's output.
+    """
+
+    def __init__(self, process: str = "", case_id: str = "") -> None:
         self.events: list[AuditEvent] = []
+        self.logged = 0
+        self._process = process
+        self._case_id = case_id
 
     def add(
         self,
@@ -51,4 +70,42 @@ class AuditTrail:
         )
         self.events.append(event)
         workflow.logger.info("audit %s: %s", kind.value, detail)
+        self._span(event)
         return event
+
+    def _span(self, event: AuditEvent) -> None:
+        # completed_span falls back to a plain, replay-unsafe span when the tracing
+        # interceptor is absent (e.g. in the Replayer), so only call it with one.
+        if TracingWorkflowInboundInterceptor._from_context() is None:
+            return
+        attributes: dict[str, str | int | bool] = {
+            "baton.process": self._process,
+            "baton.case_id": self._case_id,
+            "baton.event": event.kind.value,
+            "baton.seq": event.seq,
+        }
+        if event.step:
+            attributes["baton.step"] = event.step
+        if event.agent:
+            attributes["baton.agent"] = event.agent
+        if event.kind in CHECK_RESULT:
+            attributes["baton.check.result"] = CHECK_RESULT[event.kind]
+        if event.kind == AuditKind.DECISION and "outcome" in event.data:
+            attributes["baton.decision"] = str(event.data["outcome"])
+        if event.kind in VERDICTS and event.actor:
+            attributes["baton.approver"] = event.actor
+            attributes["baton.verdict"] = VERDICTS[event.kind]
+        if event.kind == AuditKind.HANDOFF and event.agent:
+            attributes["gen_ai.operation.name"] = "invoke_agent"
+            attributes["gen_ai.agent.name"] = event.agent
+            for key, attr in (
+                ("model", "gen_ai.request.model"),
+                ("input_tokens", "gen_ai.usage.input_tokens"),
+                ("output_tokens", "gen_ai.usage.output_tokens"),
+            ):
+                if key in event.data:
+                    attributes[attr] = event.data[key]
+        name = (
+            f"invoke_agent {event.agent}" if event.kind == AuditKind.HANDOFF else f"baton.{event.kind.value}"
+        )
+        otel_workflow.completed_span(name, attributes=attributes)
