@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from baton import search
+from baton import auditlog, search, telemetry, traces
 from baton.client import BatonClient
 from baton.errors import BatonRuntimeError, BatonUsageError, SpecError
-from baton.messages import Verdict
+from baton.messages import AuditEvent, Verdict
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings, resolve_process
 from baton.spec import load_spec
@@ -199,13 +199,37 @@ def _age(seconds: float) -> str:
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
-    events = await (await _client(args)).audit(args.case_id)
+    if args.target == "verify":
+        path = Path(args.file) if args.file else Settings().audit_log
+        if not path.exists():
+            raise BatonUsageError(f"no audit log at {path}")
+        verdict = auditlog.verify(path)
+        print(f"{path}: {verdict}", file=sys.stdout if verdict.ok else sys.stderr)
+        return 0 if verdict.ok else 1
+    if args.log:
+        records = list(
+            auditlog.read(Path(args.file) if args.file else Settings().audit_log, case_id=args.target)
+        )
+        if not records:
+            raise BatonUsageError(f"no records of case {args.target!r} in the audit log")
+        events = [AuditEvent.model_validate(r["event"]) for r in records]
+    else:
+        events = await (await _client(args)).audit(args.target)
     if args.json:
         print(_dump(events))
         return 0
     for e in events:
         who = f" [{e.actor}]" if e.actor else ""
         print(f"{e.seq:>3} {e.at.isoformat(timespec='milliseconds')} {e.kind.value:<18}{who} {e.detail}")
+    return 0
+
+
+async def cmd_trace(args: argparse.Namespace) -> int:
+    path = Path(args.file) if args.file else Settings().home / "traces.jsonl"
+    tree = traces.case_tree(path, args.case_id)
+    if not tree:
+        raise BatonUsageError(f"no spans of case {args.case_id!r} in {path}")
+    print("\n".join(tree))
     return 0
 
 
@@ -291,13 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for the outcome")
     p.add_argument("--json", action="store_true")
 
-    for name, help_text in (
-        ("status", "show a case's stage, path and what it waits for"),
-        ("audit", "print a case's audit trail"),
-    ):
-        p = add(name, cmd_status if name == "status" else cmd_audit, help_text)
-        p.add_argument("case_id")
-        p.add_argument("--json", action="store_true")
+    p = add("status", cmd_status, "show a case's stage, path and what it waits for")
+    p.add_argument("case_id")
+    p.add_argument("--json", action="store_true")
+    p = add("audit", cmd_audit, "print a case's audit trail, or `audit verify [FILE]` to check the log")
+    p.add_argument("target", help="a case id, or 'verify'")
+    p.add_argument("file", nargs="?", help="audit log file (default: $BATON_HOME/audit.jsonl)")
+    p.add_argument("--log", action="store_true", help="read the case's events from the audit log")
+    p.add_argument("--json", action="store_true")
+    p = add("trace", cmd_trace, "print a case's span tree from the JSONL trace file")
+    p.add_argument("case_id")
+    p.add_argument("--file", help="trace file (default: $BATON_HOME/traces.jsonl)")
 
     for name, help_text in (
         ("approve", "approve a waiting case as USER"),
@@ -332,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if args.command not in ("validate", "diagram", "trace", "fake-llm", "seed"):
+        telemetry.configure(Settings().home, service=f"baton-{args.command}")
     try:
         code = asyncio.run(args.handler(args))
     except SpecError as exc:
@@ -349,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Skip interpreter finalisation: the Temporal client's Rust runtime threads can
     # abort the process while CPython tears down (temporalio/sdk-python#300), turning
     # a finished command into exit code -6. Everything is flushed first.
+    telemetry.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

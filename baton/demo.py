@@ -18,7 +18,7 @@ from pathlib import Path
 
 from activities import build_activities
 from activities.refunds.db import RefundsDB
-from baton import search
+from baton import search, telemetry
 from baton.client import BatonClient
 from baton.connection import connect
 from baton.devserver import DevServer
@@ -220,6 +220,7 @@ async def run_demo(settings: Settings, *, use_existing_server: bool = False) -> 
     from worker import build_worker  # the worker module is the composition root
 
     RefundsDB(settings.refunds_db).reset()
+    telemetry.configure(settings.home, service="baton-demo")
     server = DevServer(
         settings.temporal_db,
         log_file=settings.home / "temporal.log",

@@ -33,7 +33,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
-    SimpleSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
@@ -115,10 +114,12 @@ def configure(home: Path, *, service: str = "baton") -> None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # Batch processors everywhere: workflow spans end inside the workflow sandbox, where
+    # an exporter must not do I/O; a batch processor exports from its own thread.
     elif kind == "console":
-        tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif kind == "jsonl":
-        tracer_provider.add_span_processor(SimpleSpanProcessor(JsonlSpanExporter(home / "traces.jsonl")))
+        tracer_provider.add_span_processor(BatchSpanProcessor(JsonlSpanExporter(home / "traces.jsonl")))
     trace.set_tracer_provider(tracer_provider)
     metric_kind = os.environ.get("OTEL_METRICS_EXPORTER", "jsonl").split(",")[0].strip()
     exporter: MetricExporter | None = None
@@ -135,7 +136,12 @@ def configure(home: Path, *, service: str = "baton") -> None:
 
 
 def shutdown() -> None:
-    """Flush and stop the global providers (on worker exit)."""
+    """Flush and stop the global providers (on worker exit); later calls do nothing."""
+    global _configured
+    with _lock:
+        if not _configured:
+            return
+        _configured = False
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         provider.shutdown()

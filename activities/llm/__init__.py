@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
+from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -33,6 +34,7 @@ from baton.contracts import ContractError, resolve_contract, validation_problems
 from baton.messages import AgentInput, LlmCall, LlmResult, Usage
 
 T = TypeVar("T")
+TRACER = trace.get_tracer("baton.llm")
 FALLBACK: dict[Mode, Mode | None] = {"json_schema": "json_object", "json_object": "prompt", "prompt": None}
 LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 
@@ -133,6 +135,7 @@ class _Session:
         self.mode: Mode = config.structured_output
         self.model = call.model or config.default_model
         self.usage = Usage()
+        self.last_usage = Usage()
         self.secret = config.api_key()
         self.messages = [{"role": "user", "content": render_prompt(call.prompt, call.agent)}]
 
@@ -166,6 +169,28 @@ class _Session:
         )
 
     async def _complete(self) -> str:
+        """One chat completion as a GenAI ``chat`` span (names and counts only, no content)."""
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": self.call.provider,
+            "gen_ai.request.model": self.model,
+            "gen_ai.agent.name": self.call.agent.agent,
+            "baton.case_id": self.call.agent.case_id,
+        }
+        with TRACER.start_as_current_span(
+            f"chat {self.model}", kind=trace.SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                content = await self._exchange()
+            except ApplicationError as exc:
+                span.set_attribute("error.type", exc.type or "ApplicationError")
+                raise
+            span.set_attribute("gen_ai.response.model", self.model)
+            span.set_attribute("gen_ai.usage.input_tokens", self.last_usage.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", self.last_usage.output_tokens)
+            return content
+
+    async def _exchange(self) -> str:
         """One chat completion; steps down the structured-output mode if the server lacks it."""
         while True:
             body = openai_chat.build_request(
@@ -196,7 +221,8 @@ class _Session:
             except ValueError:
                 raise ApplicationError("the LLM server's reply is not JSON", type="LlmBadResponse") from None
             content, used_in, used_out, model = openai_chat.reply_content(payload)
-            self.usage = self.usage + Usage(input_tokens=used_in, output_tokens=used_out, calls=1)
+            self.last_usage = Usage(input_tokens=used_in, output_tokens=used_out, calls=1)
+            self.usage = self.usage + self.last_usage
             self.model = model or self.model
             return content
 
