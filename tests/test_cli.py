@@ -178,3 +178,17 @@ async def test_pending_and_request_changes_from_the_command_line(on_dev: Running
         assert changed.out == f"{case_id}: changes requested by alice (support-lead)\n"
         result = await on_dev.baton.result(case_id)
     assert result.handoffs["drafter"]["amount"] == 40.0
+
+
+async def test_audit_verify_names_the_tampered_line(on_dev: Running, tmp_path: Path) -> None:
+    from baton.auditlog import AuditLog
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append([(f"k{i}", {"event": {"seq": i, "detail": f"event {i}"}}) for i in range(1, 6)])
+    good = await baton(on_dev, "audit", "verify", str(log.path))
+    assert (good.code, good.out) == (0, f"{log.path}: ok: 5 records, chain intact\n")
+    lines = log.path.read_text().splitlines(keepends=True)
+    log.path.write_text("".join(lines[:2] + lines[3:]))  # line 3 removed
+    bad = await baton(on_dev, "audit", "verify", str(log.path))
+    assert bad.code == 1
+    assert bad.err.startswith(f"{log.path}: line 3: chain broken")
