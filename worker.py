@@ -75,7 +75,12 @@ async def run_worker(settings: Settings | None = None, *, stop: asyncio.Event | 
     telemetry.configure(settings.home, service="baton-worker")
     client = await connect()
     parts = build_activities(settings)
-    worker = build_worker(client, task_queue=settings.task_queue, activities=parts.activities)
+    worker = build_worker(
+        client,
+        task_queue=settings.task_queue,
+        activities=parts.activities,
+        graceful_shutdown=timedelta(seconds=settings.shutdown_grace),
+    )
     stop = stop or _stop_on_signals()
     log.info("worker serving task queue %r", settings.task_queue)
     try:

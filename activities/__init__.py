@@ -38,7 +38,7 @@ class ActivitySet:
 def build_activities(settings: Settings) -> ActivitySet:
     """Every activity the worker serves, bound to ``settings``' files."""
     directory = YamlRoleDirectory(settings.roles_file)
-    refunds = RefundActivities(settings.refunds_db)
+    refunds = RefundActivities(settings.refunds_db, pause_after_write=settings.chaos_pause)
     notify = NotifyActivities(directory)
     llm = LlmActivities(load_providers(settings.providers_file))
     audit = AuditActivities(AuditLog(settings.audit_log))

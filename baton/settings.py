@@ -30,6 +30,14 @@ class Settings:
             os.environ.get("BATON_PROVIDERS_FILE", str(specs_dir() / "providers.yaml"))
         )
     )
+    chaos_pause: float = field(
+        default_factory=lambda: float(os.environ.get("BATON_CHAOS_PAUSE_AFTER_WRITE", "0"))
+    )
+    """Crash tests only: seconds the refund action waits after its ledger commit."""
+    shutdown_grace: float = field(
+        default_factory=lambda: float(os.environ.get("BATON_SHUTDOWN_GRACE_SECONDS", "20"))
+    )
+    """How long SIGTERM lets in-flight activities finish before they are cancelled."""
     refunds_db_override: str | None = field(default_factory=lambda: os.environ.get("BATON_REFUNDS_DB"))
 
     @property

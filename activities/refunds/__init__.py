@@ -25,9 +25,12 @@ from processes.contracts.refunds import OrderFacts, PolicyVerdict, RefundProposa
 class RefundActivities:
     """The reference agents and action, bound to one refunds database."""
 
-    def __init__(self, db_path: str | Path) -> None:
+    def __init__(self, db_path: str | Path, *, pause_after_write: float = 0.0) -> None:
         self.db = RefundsDB(db_path)
         self.db.ensure()
+        # Crash-test knob: hold the action open after the ledger commit, so a kill can
+        # land between "written" and "reported". Zero (off) unless a test sets it.
+        self.pause_after_write = pause_after_write
 
     @activity.defn(name="refunds.intake")
     async def intake(self, inp: AgentInput) -> OrderFacts:
@@ -59,7 +62,10 @@ class RefundActivities:
         the same order may have refunded since. Over-refunding is refused, not retried.
         """
         proposal = RefundProposal.model_validate(inp.handoffs["drafter"])
-        return await asyncio.to_thread(self._write_refund, inp, proposal)
+        result = await asyncio.to_thread(self._write_refund, inp, proposal)
+        if self.pause_after_write:
+            await asyncio.sleep(self.pause_after_write)
+        return result
 
     def _write_refund(self, inp: ActionInput, proposal: RefundProposal) -> ActionResult:
         with self.db.connect() as conn:
