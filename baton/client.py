@@ -7,6 +7,8 @@ a half-made workflow behind.
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +41,8 @@ from baton.settings import Settings, resolve_process
 from baton.spec import ProcessSpec, SpecSnapshot, load_spec, snapshot_of
 
 WORKFLOW_NAME = "GovernedProcess"
+MAX_CASE_BYTES = int(os.environ.get("BATON_MAX_CASE_BYTES", str(256 * 1024)))
+"""Cases above this are refused before start (Temporal's limit is 2 MiB per payload)."""
 
 
 class DecisionRefusedError(BatonUsageError):
@@ -75,6 +79,12 @@ def prepare_case(spec: ProcessSpec, case: Any) -> dict[str, Any]:
     checked, problems = check_against(resolve_contract(spec.input), case)
     if checked is None:
         raise CaseInputError(problems)
+    size = len(json.dumps(checked, separators=(",", ":")).encode())
+    if size > MAX_CASE_BYTES:
+        raise CaseInputError(
+            [f"(case): {size} bytes; a case may be at most {MAX_CASE_BYTES} bytes (it travels in the "
+             "workflow history, which Temporal caps). Store large documents elsewhere and pass a reference."]
+        )  # fmt: skip
     return checked
 
 
