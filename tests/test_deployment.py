@@ -1,0 +1,47 @@
+"""No Docker engine here, so the deployment files are checked against the project instead."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from baton.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_compose_has_the_services_the_readme_promises() -> None:
+    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "jaeger", "worker"}
+    assert SERVICES["temporal"]["environment"]["DB"].startswith("postgres")
+    assert "7233:7233" in SERVICES["temporal"]["ports"]
+    assert "4318:4318" in SERVICES["jaeger"]["ports"]
+    assert SERVICES["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
+
+
+def test_worker_service_builds_this_project_and_runs_a_real_command() -> None:
+    worker = SERVICES["worker"]
+    assert worker["build"] == "."
+    command = worker["command"]
+    assert command[0] == "baton"
+    build_parser().parse_args(command[1:])  # raises SystemExit if `baton worker` did not exist
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for folder in ("baton", "workflows", "activities", "processes"):
+        assert f"COPY {folder} ./{folder}" in dockerfile
+    assert 'CMD ["baton", "worker"]' in dockerfile
+
+
+def test_every_variable_the_worker_needs_is_set_and_read() -> None:
+    env = SERVICES["worker"]["environment"]
+    assert env["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+    sources = "\n".join(p.read_text() for p in (ROOT / "baton").rglob("*.py"))
+    for name in env:
+        if name.startswith("BATON_"):
+            assert re.search(rf'"{name}"', sources), f"{name} is set in compose but never read"
+    grace = float(env["BATON_SHUTDOWN_GRACE_SECONDS"])
+    stop = float(SERVICES["worker"]["stop_grace_period"].rstrip("s"))
+    assert stop > grace  # compose waits longer than the worker drains
