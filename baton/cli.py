@@ -134,6 +134,28 @@ async def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_codec_server(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from baton.codec import load_codec
+    from baton.codecserver import make_app
+
+    codec = load_codec()
+    token = os.environ.get("BATON_CODEC_TOKEN", "")
+    if codec is None or not token:
+        raise BatonUsageError("codec-server needs BATON_CODEC_KEYS (or _FILE) and BATON_CODEC_TOKEN")
+    runner = web.AppRunner(make_app(codec, token=token, origins=args.origin))
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port).start()
+    origins = ", ".join(args.origin)
+    print(f"codec server on http://{args.host}:{args.port} (/encode, /decode), CORS for {origins}")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
 async def cmd_fake_llm(args: argparse.Namespace) -> int:
     from baton.fakellm import FakeLlmServer, FakeScript
 
@@ -343,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--reason", required=True)
         else:
             p.add_argument("--feedback", required=True)
+    p = add("codec-server", cmd_codec_server, "serve /encode and /decode for the Temporal UI")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--origin", action="append", default=["http://localhost:8233"], help="UI origin for CORS")
     p = add("fake-llm", cmd_fake_llm, "serve scripted /v1/chat/completions on loopback (tests, demos)")
     p.add_argument("--script", required=True, help="YAML script of replies per agent")
     p.add_argument("--host", default="127.0.0.1", help="a loopback address")

@@ -15,6 +15,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
+from baton.codec import load_codec, with_codec
 from baton.errors import BatonRuntimeError
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -39,7 +40,7 @@ async def connect(*, address: str | None = None, namespace: str | None = None) -
     try:
         return await Client.connect(
             **options,
-            data_converter=pydantic_data_converter,
+            data_converter=with_codec(pydantic_data_converter, load_codec()),
             interceptors=[TracingInterceptor()],  # one trace per case: client → workflow → activities
         )
     except RuntimeError as exc:

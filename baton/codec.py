@@ -1,0 +1,105 @@
+"""Payload encryption: AES-GCM with key ids, so no case data is readable in the history.
+
+Keys come from the environment or a file, never from code:
+
+    BATON_CODEC_KEYS="k2:<base64 32 bytes>,k1:<base64 32 bytes>"   # first = current
+    BATON_CODEC_KEYS_FILE=/run/secrets/baton-keys.json            # {"current": "k2", "keys": {...}}
+
+Each payload is encrypted with the current key and records that key's id, so
+rotation is: add a new key first in the list; old payloads still decrypt with the
+old key, which may be removed once no history needs it. Failure messages and stack
+traces are encoded too (``DefaultFailureConverterWithEncodedAttributes``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+
+from baton.errors import BatonUsageError
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+
+
+class AesGcmCodec(PayloadCodec):
+    """Encrypts every payload with the current key; decrypts with whichever key it names."""
+
+    def __init__(self, keys: dict[str, bytes], current: str) -> None:
+        if current not in keys:
+            raise BatonUsageError(f"codec: current key {current!r} is not among the keys")
+        for key_id, key in keys.items():
+            if len(key) not in (16, 24, 32):
+                raise BatonUsageError(f"codec: key {key_id!r} must be 16, 24 or 32 bytes, not {len(key)}")
+        self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
+        self.current = current
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Encrypt each payload (its whole protobuf, metadata included) with the current key."""
+        cipher = self._ciphers[self.current]
+        out = []
+        for payload in payloads:
+            nonce = os.urandom(12)
+            sealed = cipher.encrypt(nonce, payload.SerializeToString(), self.current.encode())
+            out.append(
+                Payload(metadata={"encoding": ENCODING, KEY_ID: self.current.encode()}, data=nonce + sealed)
+            )
+        return out
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Decrypt encrypted payloads; pass others through (histories from before encryption)."""
+        out = []
+        for payload in payloads:
+            if payload.metadata.get("encoding") != ENCODING:
+                out.append(payload)
+                continue
+            key_id = payload.metadata.get(KEY_ID, b"").decode()
+            cipher = self._ciphers.get(key_id)
+            if cipher is None:
+                raise ValueError(f"no codec key {key_id!r} to decrypt this payload (rotated out?)")
+            plain = cipher.decrypt(payload.data[:12], payload.data[12:], key_id.encode())
+            out.append(Payload.FromString(plain))
+        return out
+
+
+def load_codec(environ: dict[str, str] | None = None) -> AesGcmCodec | None:
+    """The codec configured by ``BATON_CODEC_KEYS`` or ``BATON_CODEC_KEYS_FILE``, if any."""
+    env = os.environ if environ is None else environ
+    if env.get("BATON_CODEC_KEYS_FILE"):
+        path = Path(env["BATON_CODEC_KEYS_FILE"])
+        try:
+            data = json.loads(path.read_text())
+            from_file = {k: base64.b64decode(v) for k, v in data["keys"].items()}
+            return AesGcmCodec(from_file, data["current"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BatonUsageError(f"codec keys file {path}: {type(exc).__name__}: {exc}") from None
+    spec = env.get("BATON_CODEC_KEYS", "").strip()
+    if not spec:
+        return None
+    keys: dict[str, bytes] = {}
+    for item in spec.split(","):
+        key_id, sep, encoded = item.strip().partition(":")
+        if not sep or not key_id:
+            raise BatonUsageError("BATON_CODEC_KEYS must be 'id:base64key[,id:base64key...]'")
+        try:
+            keys[key_id] = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise BatonUsageError(f"BATON_CODEC_KEYS: key {key_id!r} is not valid base64") from None
+    return AesGcmCodec(keys, next(iter(keys)))
+
+
+def with_codec(converter: DataConverter, codec: AesGcmCodec | None) -> DataConverter:
+    """``converter`` encrypting payloads and failure details with ``codec`` (if one is set)."""
+    if codec is None:
+        return converter
+    return replace(
+        converter, payload_codec=codec, failure_converter_class=DefaultFailureConverterWithEncodedAttributes
+    )

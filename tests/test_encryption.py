@@ -1,0 +1,105 @@
+"""Encryption: no case data readable in the Temporal history; the codec server decrypts
+only for a caller with the token; keys rotate without losing old payloads."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiohttp import web
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from baton.codec import AesGcmCodec, load_codec, with_codec
+from baton.codecserver import make_app
+from baton.errors import BatonUsageError
+from baton.messages import Outcome
+from tests.conftest import Running, refund
+
+KEY_1, KEY_2 = os.urandom(32), os.urandom(32)
+TOKEN = "viewer-token-123"
+ORIGIN = "http://localhost:8233"
+
+
+def keys_env(*pairs: tuple[str, bytes]) -> dict[str, str]:
+    return {"BATON_CODEC_KEYS": ",".join(f"{k}:{base64.b64encode(v).decode()}" for k, v in pairs)}
+
+
+@pytest.fixture
+def encrypted(env: WorkflowEnvironment, on_dev: Running) -> Running:
+    codec = load_codec(keys_env(("k1", KEY_1)))
+    config = env.client.config()
+    config["data_converter"] = with_codec(config["data_converter"], codec)
+    return Running(Client(**config), on_dev.settings, on_dev.refunds, on_dev.llm)
+
+
+@pytest.fixture
+async def codec_server() -> AsyncIterator[str]:
+    codec = load_codec(keys_env(("k2", KEY_2), ("k1", KEY_1)))  # rotated: k2 current, k1 still readable
+    assert codec is not None
+    runner = web.AppRunner(make_app(codec, token=TOKEN, origins=[ORIGIN]))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_history_holds_no_plaintext_and_the_codec_server_decrypts_for_the_token(
+    encrypted: Running, codec_server: str
+) -> None:
+    async with encrypted.worker():
+        case_id = await encrypted.baton.start_case(
+            "refund-request", refund("ORD-1009", "CUS-001", 45.0, "not_as_described")
+        )
+        result = await encrypted.baton.result(case_id)
+    assert result.outcome == Outcome.ACTIONED
+    history = await encrypted.client.get_workflow_handle(case_id).fetch_history()
+    text = history.to_json()
+    for plaintext in ("CUS-001", "ORD-1009", "not_as_described", "RefundProposal", "support-lead"):
+        assert plaintext not in text
+    scheduled = next(e for e in history.events if e.HasField("workflow_execution_started_event_attributes"))
+    payload = scheduled.workflow_execution_started_event_attributes.input.payloads[0]
+    assert payload.metadata["encoding"] == b"binary/encrypted"
+    assert payload.metadata["encryption-key-id"] == b"k1"
+
+    body = json_format.MessageToJson(Payloads(payloads=[payload]))
+    async with httpx.AsyncClient() as http:
+        refused = await http.post(f"{codec_server}/decode", content=body, headers={"Origin": ORIGIN})
+        assert refused.status_code == 401
+        assert refused.headers["Access-Control-Allow-Origin"] == ORIGIN
+        decoded = await http.post(
+            f"{codec_server}/decode",
+            content=body,
+            headers={"Authorization": f"Bearer {TOKEN}", "Origin": ORIGIN},
+        )
+        preflight = await http.options(f"{codec_server}/decode", headers={"Origin": ORIGIN})
+    assert decoded.status_code == 200
+    plain = json_format.Parse(decoded.text, Payloads()).payloads[0]
+    assert b"CUS-001" in plain.data  # an old-key (k1) payload still decrypts after rotation
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+
+
+async def test_rotation_keeps_old_payloads_readable_and_unknown_keys_fail_clearly() -> None:
+    old = AesGcmCodec({"k1": KEY_1}, "k1")
+    new = AesGcmCodec({"k2": KEY_2, "k1": KEY_1}, "k2")
+    sealed_old = await old.encode([Payload(metadata={"encoding": b"json/plain"}, data=b'{"a":1}')])
+    assert (await new.decode(sealed_old))[0].data == b'{"a":1}'
+    sealed_new = await new.encode([Payload(data=b"x")])
+    assert sealed_new[0].metadata["encryption-key-id"] == b"k2"
+    with pytest.raises(ValueError, match="no codec key 'k2'"):
+        await old.decode(sealed_new)
+
+
+def test_bad_key_configuration_is_a_clear_error() -> None:
+    with pytest.raises(BatonUsageError, match="must be 16, 24 or 32 bytes"):
+        load_codec(keys_env(("k1", b"short")))
+    with pytest.raises(BatonUsageError, match="id:base64key"):
+        load_codec({"BATON_CODEC_KEYS": "no-colon-here"})
+    assert load_codec({}) is None
