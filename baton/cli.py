@@ -62,7 +62,7 @@ def _dump(value: Any) -> str:
 
 
 async def _client(args: argparse.Namespace) -> BatonClient:
-    return await BatonClient.connect(address=args.address, namespace=args.namespace)
+    return await BatonClient.connect(address=args.address, namespace=args.namespace, profile=args.profile)
 
 
 async def cmd_validate(args: argparse.Namespace) -> int:
@@ -307,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baton", description="Governed multi-agent processes on Temporal.")
     parser.add_argument("--address", help="Temporal address (default: $TEMPORAL_ADDRESS or localhost:7233)")
     parser.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE or default)")
+    parser.add_argument(
+        "--profile", help="Temporal config profile (TLS, API key; default: $TEMPORAL_PROFILE or 'default')"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -116,11 +116,12 @@ class BatonClient:
         *,
         address: str | None = None,
         namespace: str | None = None,
+        profile: str | None = None,
         settings: Settings | None = None,
     ) -> BatonClient:
-        """Connect using Temporal's environment variables (see ``baton.connection``)."""
+        """Connect using Temporal's environment variables and config profile (``baton.connection``)."""
         settings = settings or Settings()
-        client = await connect(address=address, namespace=namespace)
+        client = await connect(address=address, namespace=namespace, profile=profile)
         return cls(client, task_queue=settings.task_queue, settings=settings)
 
     def load(self, process: str | Path) -> SpecSnapshot:

@@ -22,9 +22,11 @@ DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 
 
-def connect_options(*, address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+def connect_options(
+    *, address: str | None = None, namespace: str | None = None, profile: str | None = None
+) -> dict[str, Any]:
     """Keyword arguments for ``Client.connect``; explicit arguments beat the environment."""
-    options: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    options: dict[str, Any] = dict(ClientConfig.load_client_connect_config(profile=profile))
     options.setdefault("target_host", DEFAULT_ADDRESS)
     options.setdefault("namespace", DEFAULT_NAMESPACE)
     if address:
@@ -34,9 +36,11 @@ def connect_options(*, address: str | None = None, namespace: str | None = None)
     return options
 
 
-async def connect(*, address: str | None = None, namespace: str | None = None) -> Client:
+async def connect(
+    *, address: str | None = None, namespace: str | None = None, profile: str | None = None
+) -> Client:
     """A client using the pydantic data converter; a clear error if the server is not there."""
-    options = connect_options(address=address, namespace=namespace)
+    options = connect_options(address=address, namespace=namespace, profile=profile)
     try:
         return await Client.connect(
             **options,

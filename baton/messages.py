@@ -21,6 +21,22 @@ JsonDict = dict[str, Any]
 Verdict = Literal["approve", "reject", "request_changes"]
 
 
+class Resume(BaseModel):
+    """A case's state carried into a new run by continue-as-new (history kept bounded)."""
+
+    start_at: int
+    feedback: dict[str, list[Feedback]] = Field(default_factory=dict)
+    outputs: dict[str, JsonDict] = Field(default_factory=dict)
+    rounds: dict[str, int] = Field(default_factory=dict)
+    path: list[str] = Field(default_factory=list)
+    audit: list[AuditEvent] = Field(default_factory=list)
+    logged: int = 0
+    usage: Usage = Field(default_factory=lambda: Usage())
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    budget_waived: bool = False
+    runs: int = 1
+
+
 class CaseStart(BaseModel):
     """Everything a case needs at start: the frozen spec, the case, who submitted it.
 
@@ -33,6 +49,7 @@ class CaseStart(BaseModel):
     case: JsonDict
     submitted_by: str = "anonymous"
     index: bool = False
+    resume: Resume | None = None
 
 
 class Feedback(BaseModel):
@@ -292,3 +309,7 @@ class CaseResult(BaseModel):
     handoffs: dict[str, JsonDict] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     audit: list[AuditEvent] = Field(default_factory=list)
+
+
+Resume.model_rebuild()
+CaseStart.model_rebuild()

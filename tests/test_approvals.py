@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
+from baton import auditlog
 from baton.client import BatonClient, DecisionRefusedError, PendingCase
 from baton.demo import demo_snapshot, wait_for_approval
 from baton.errors import BatonUsageError
 from baton.messages import AuditKind, Outcome
 from baton.settings import Settings
+from baton.spec import ProcessSpec, snapshot_of
 from processes import specs_dir
 from tests.conftest import Running, refund
 from tests.webhook import WebhookServer
@@ -269,3 +271,29 @@ async def _held(baton: BatonClient, case_id: str) -> Any:
 
 async def _listed(baton: BatonClient, case_id: str) -> PendingCase | None:
     return next((p for p in await baton.pending() if p.case_id == case_id), None)
+
+
+async def test_a_long_case_continues_as_new_and_keeps_its_history(on_dev: Running) -> None:
+    baton = on_dev.baton
+    snapshot = baton.load("refund-request")
+    short = ProcessSpec.model_validate({**snapshot.spec.model_dump(), "continue_as_new_after": 40})
+    async with on_dev.worker():
+        case_id = await baton.start_case(snapshot_of(short), refund("ORD-1014", "CUS-010", 120.0))
+        first_run = (await on_dev.client.get_workflow_handle(case_id).describe()).run_id
+        for cap in (110, 100, 90):
+            await wait_for_approval(baton, case_id)
+            await baton.request_changes(case_id, approver="alice", feedback=f"refund at most {cap}")
+            await asyncio.sleep(0.3)
+        await wait_for_approval(baton, case_id)
+        await baton.approve(case_id, approver="alice")
+        result = await baton.result(case_id)
+        last_run = (await on_dev.client.get_workflow_handle(case_id).describe()).run_id
+    assert result.outcome == Outcome.ACTIONED
+    assert result.handoffs["drafter"]["amount"] == 90.0
+    assert last_run != first_run
+    carried = [e.detail for e in result.audit if "carries on in run" in e.detail]
+    assert carried
+    assert [e.seq for e in result.audit] == list(range(1, len(result.audit) + 1))  # one unbroken trail
+    assert [a.decision for a in result.approvals] == ["request_changes"] * 3 + ["approve"]
+    logged = [r["event"]["seq"] for r in auditlog.read(on_dev.settings.audit_log, case_id=case_id)]
+    assert logged == [e.seq for e in result.audit]

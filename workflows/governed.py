@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         HumanDecision,
         JsonDict,
         Outcome,
+        Resume,
     )
     from baton.rules import RuleError, evaluate, evaluate_bool
 
@@ -99,21 +100,36 @@ class GovernedProcess:
         self._budget_waived = False
         self._decided_by: str | None = None
         self._action: ActionResult | None = None
+        if start.resume is not None:
+            self._restore(start.resume)
+
+    def _restore(self, resume: Resume) -> None:
+        """Pick up a case carried over from an earlier run (continue-as-new)."""
+        self._outputs, self._rounds, self._path = dict(resume.outputs), dict(resume.rounds), list(resume.path)
+        self._trail.events, self._trail.logged = list(resume.audit), resume.logged
+        self._handoffs.usage = resume.usage
+        self._desk.records = list(resume.approvals)
+        self._budget_waived = resume.budget_waived
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseResult:
         """Run the case to an outcome; never leaves it waiting without a deadline."""
-        self._trail.add(
-            AuditKind.CASE_STARTED,
-            f"{self._spec.process} v{self._spec.version} started by {start.submitted_by}",
-            actor=start.submitted_by,
-            spec_sha256=start.spec.sha256,
-        )
-        if not self._case_is_valid():
-            self._close(Outcome.INVALID_INPUT, "case does not match the input contract")
-            return self._result()
-        step = await self._after_flow(await self._run_flow(0, {}))
+        if start.resume is not None:
+            step = Next("rerun", start_at=start.resume.start_at, feedback=start.resume.feedback)
+        else:
+            self._trail.add(
+                AuditKind.CASE_STARTED,
+                f"{self._spec.process} v{self._spec.version} started by {start.submitted_by}",
+                actor=start.submitted_by,
+                spec_sha256=start.spec.sha256,
+            )
+            if not self._case_is_valid():
+                self._close(Outcome.INVALID_INPUT, "case does not match the input contract")
+                return self._result()
+            step = await self._after_flow(await self._run_flow(0, {}))
         while step.kind == "rerun":
+            if self._history_is_long():
+                await self._carry_on_in_a_new_run(step)
             step = await self._after_flow(await self._run_flow(step.start_at, step.feedback))
         if step.kind == "act":
             await self._act(step.decider)
@@ -394,6 +410,37 @@ class GovernedProcess:
         self._close(Outcome.ACTIONED, f"decided by {decided_by}", decided_by, done)
 
     # -- helpers ------------------------------------------------------------
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() >= self._spec.continue_as_new_after
+        )
+
+    async def _carry_on_in_a_new_run(self, step: Next) -> None:
+        """Continue-as-new at a loop boundary, carrying the case's state, so history stays bounded."""
+        runs = (self._start.resume.runs if self._start.resume else 1) + 1
+        self._trail.add(
+            AuditKind.REVISION,
+            f"history reached {workflow.info().get_current_history_length()} events; "
+            f"the case carries on in run {runs}",
+        )
+        await self._view.flush()
+        await self._log_audit()
+        resume = Resume(
+            start_at=step.start_at,
+            feedback=step.feedback,
+            outputs=self._outputs,
+            rounds=self._rounds,
+            path=self._path,
+            audit=self._trail.events,
+            logged=self._trail.logged,
+            usage=self._handoffs.usage,
+            approvals=self._desk.records,
+            budget_waived=self._budget_waived,
+            runs=runs,
+        )
+        workflow.continue_as_new(self._start.model_copy(update={"resume": resume}))
 
     async def _log_audit(self) -> None:
         """Append the events not yet logged to the hash-chained audit log (an activity)."""

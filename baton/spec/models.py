@@ -214,6 +214,11 @@ class ProcessSpec(_Strict):
         "(default: the step the last review reviews, else the last step).",
     )
     inbox: Inbox = Inbox()
+    continue_as_new_after: int = Field(
+        default=10_000,
+        ge=20,
+        description="History events after which a case carries on in a fresh run (Temporal caps history).",
+    )
     token_budget: int | None = Field(
         default=None, ge=1, description="LLM tokens a case may spend before it escalates."
     )

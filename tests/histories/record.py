@@ -1,4 +1,4 @@
-"""Record the replay gate's histories: every demo path, run for real, saved as JSON.
+"""Record the replay gate's histories: every demo path (and the LLM one), run for real.
 
     .venv/bin/python -m tests.histories.record
 
@@ -10,6 +10,7 @@ interpreter safely"); never to make a failing replay pass.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 import uuid
@@ -21,7 +22,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities import build_activities
 from baton import search
 from baton.client import BatonClient
-from baton.demo import run_scenario
+from baton.demo import FAKE_LLM_SCRIPT, LLM_SCENARIO, run_scenario
+from baton.fakellm import FakeLlmServer, FakeScript
 from baton.settings import Settings
 from worker import build_worker
 
@@ -46,9 +48,15 @@ async def record() -> list[Path]:
         worker = build_worker(
             env.client, task_queue=settings.task_queue, activities=parts.activities, strict_sandbox=True
         )
+        fake = FakeLlmServer(FakeScript.load(FAKE_LLM_SCRIPT))
+        await fake.start()
+        os.environ["OPENAI_BASE_URL"] = fake.base_url  # this recorder's own worker only
+        os.environ["OPENAI_API_KEY"] = "recorder-key-not-secret"
         async with worker:
             client = BatonClient(env.client, task_queue=settings.task_queue, settings=settings)
             reports = await run_scenario(client, prefix="history")
+            reports += await run_scenario(client, prefix="history-llm", scenario=LLM_SCENARIO)
+        await fake.stop()
         await parts.aclose()
         for report in reports:
             assert report.ok, report.line()
