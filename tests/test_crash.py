@@ -175,3 +175,40 @@ async def test_kill_nine_everywhere_loses_nothing_and_doubles_nothing(
     reapplied = sum(1 for r in results if r.action is not None and not r.action.applied_now)
     print(f"\ncrash test: {workers.kills} kills, {len(case_ids)} cases, 0 duplicates, "
           f"{reapplied} actions found already applied on retry")  # fmt: skip
+
+
+async def test_sigterm_drains_in_flight_work_within_the_grace_period(
+    crash_site: tuple[DevServer, Settings],
+) -> None:
+    server, settings = crash_site
+    orders = seed(RefundsDB(settings.refunds_db), 1)
+    workers = Workers(server, settings)
+    workers.env["BATON_CHAOS_PAUSE_AFTER_WRITE"] = "2.0"  # the action is mid-flight for 2 s
+    workers.env["BATON_SHUTDOWN_GRACE_SECONDS"] = "10"
+    client = BatonClient(
+        await connect(address=server.address), task_queue=settings.task_queue, settings=settings
+    )
+    proc = workers.start()
+    case_id = await client.start_case(
+        client.load("refund-request"),
+        {"order_id": orders[0], "customer_id": "CUS-001", "requested_amount": 40, "reason": "defective"},
+    )
+    db = RefundsDB(settings.refunds_db)
+    for _ in range(200):  # wait until the refund is written and the action is holding
+        if any(r["case_id"] == case_id for r in db.ledger()):
+            break
+        await asyncio.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(proc.wait, 30)
+    drained = time.monotonic() - sent
+    workers.running.remove(proc)
+    assert code == 0
+    assert 1.0 < drained < 10  # waited for the in-flight action, well within the grace period
+    workers.start()  # the case's next step goes to whichever worker polls next
+    result = await asyncio.wait_for(client.result(case_id), 60)
+    workers.stop_all()
+    assert result.outcome == Outcome.ACTIONED
+    assert result.action is not None
+    assert result.action.applied_now is True  # the draining worker finished it; nothing was redone
+    assert sum(1 for r in db.ledger() if r["case_id"] == case_id) == 1

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton.codec import AesGcmCodec, load_codec, with_codec
 from baton.codecserver import make_app
+from baton.demo import wait_for_approval
 from baton.errors import BatonUsageError
 from baton.messages import Outcome
 from tests.conftest import Running, refund
@@ -103,3 +104,20 @@ def test_bad_key_configuration_is_a_clear_error() -> None:
     with pytest.raises(BatonUsageError, match="id:base64key"):
         load_codec({"BATON_CODEC_KEYS": "no-colon-here"})
     assert load_codec({}) is None
+
+
+async def test_failure_messages_are_encrypted_too(encrypted: Running) -> None:
+    async with encrypted.worker():
+        baton = encrypted.baton
+        first = await baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+        second = await baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+        for case_id in (first, second):  # both pass intake before either refunds
+            await wait_for_approval(baton, case_id)
+        await baton.approve(first, approver="alice")
+        await baton.approve(second, approver="alice")
+        results = [await baton.result(first), await baton.result(second)]
+    failed = next(r for r in results if r.outcome == Outcome.ACTION_FAILED)
+    assert "would exceed what is left" in failed.reason  # readable to a client with the key...
+    history = await encrypted.client.get_workflow_handle(failed.case_id).fetch_history()
+    assert "would exceed" not in history.to_json()  # ...but not in the stored history
+    assert "Encoded failure" in history.to_json()  # the failure converter encodes message and trace
