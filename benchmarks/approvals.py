@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from activities.refunds.db import RefundsDB, cents
+from activities.refunds.db import RefundsDB
 from baton import search
 from baton.client import BatonClient
 from baton.connection import connect
@@ -55,14 +55,7 @@ def seed_orders(db: RefundsDB, count: int) -> list[str]:
     """``count`` extra delivered orders of 100-400, so every case needs a support lead."""
     db.reset()
     ids = [f"ORD-{200000 + n}" for n in range(count)]
-    now = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 3 * 86400))
-    with db.connect() as conn:
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT INTO orders VALUES (?, 'CUS-001', 'home', ?, ?, ?)",
-            [(oid, cents(100 + n % 300), now, now) for n, oid in enumerate(ids)],
-        )
-        conn.execute("COMMIT")
+    db.add_orders({oid: 100 + n % 300 for n, oid in enumerate(ids)}, days_ago=3)
     return ids
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.refunds.db import RefundsDB, cents
+from activities.refunds.db import RefundsDB
 from baton import auditlog, search
 from baton.client import BatonClient
 from baton.connection import connect
@@ -79,14 +79,7 @@ class Workers:
 def seed(db: RefundsDB, count: int) -> list[str]:
     db.reset()
     ids = [f"ORD-{300000 + n}" for n in range(count)]
-    delivered = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 2 * 86400))
-    with db.connect() as conn:
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT INTO orders VALUES (?, 'CUS-001', 'home', ?, ?, ?)",
-            [(oid, cents(40 if n < AUTO else 200), delivered, delivered) for n, oid in enumerate(ids)],
-        )
-        conn.execute("COMMIT")
+    db.add_orders({oid: 40 if n < AUTO else 200 for n, oid in enumerate(ids)})
     return ids
 
 

@@ -161,6 +161,17 @@ class RefundsDB:
                     )
             conn.execute("COMMIT")
 
+    def add_orders(self, amounts: dict[str, float], *, customer: str = "CUS-001", days_ago: int = 2) -> None:
+        """Extra delivered ``home`` orders (id → amount paid), for load and crash tests."""
+        delivered = (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
+        with self.connect() as conn:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO orders VALUES (?, ?, 'home', ?, ?, ?)",
+                [(oid, customer, cents(amount), delivered, delivered) for oid, amount in amounts.items()],
+            )
+            conn.execute("COMMIT")
+
     def ledger(self, order_id: str | None = None) -> list[dict[str, object]]:
         """Refund ledger rows (optionally for one order), oldest first."""
         with self.connect() as conn:
