@@ -25,6 +25,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,8 +39,10 @@ from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from activities.audit import AuditActivities
 from activities.llm import LlmActivities, make_transport
 from activities.llm.providers import ProviderConfig
+from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.devserver import port_open
 from baton.messages import ActionInput, ActionResult
@@ -123,6 +126,7 @@ async def run_cases(
         "baton · aiohttp": "aiohttp",
         "baton · httpx pool": "httpx",
     }
+    audit = AuditActivities(AuditLog(Path(tempfile.mkdtemp(prefix="baton-bench-")) / "audit.jsonl"))
     for _ in range(rounds):
         for name, transport in variants.items():
             queue = f"bench-{uuid.uuid4()}"
@@ -131,7 +135,7 @@ async def run_cases(
             worker = build_worker(
                 env.client,
                 task_queue=queue,
-                activities=[*llm.all(), noop_action, sleep_half_second, noop],
+                activities=[*llm.all(), *audit.all(), noop_action, sleep_half_second, noop],
                 extra_workflows=[MinimalSleeps],
                 max_concurrent_activities=cases * 3,
             )

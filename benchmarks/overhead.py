@@ -26,6 +26,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,8 @@ from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from activities.audit import AuditActivities
+from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.messages import ActionInput, ActionResult, AgentInput
 from baton.spec import SpecSnapshot, snapshot_of
@@ -186,10 +189,11 @@ async def main(serial: int, concurrent: int, rounds: int) -> list[Figures]:
     )
     async with env:
         queue = f"bench-{uuid.uuid4()}"
+        audit = AuditActivities(AuditLog(Path(tempfile.mkdtemp(prefix="baton-bench-")) / "audit.jsonl"))
         worker = build_worker(
             env.client,
             task_queue=queue,
-            activities=[instant_intake, instant_drafter, instant_policy, instant_action, noop],
+            activities=[instant_intake, instant_drafter, instant_policy, instant_action, noop, *audit.all()],
             extra_workflows=[Minimal],
         )
         baton = BatonClient(env.client, task_queue=queue)

@@ -13,6 +13,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from opentelemetry import trace
     from temporalio.contrib.opentelemetry import TracingWorkflowInboundInterceptor
     from temporalio.contrib.opentelemetry import workflow as otel_workflow
 
@@ -31,6 +32,12 @@ def digest(payload: Any) -> str:
     """SHA-256 of a payload's canonical JSON: audit events carry this, not the payload."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _tracing_configured() -> bool:
+    """False while no SDK tracer provider is installed: spans would be dropped anyway, and
+    each one costs a round trip out of the sandbox (measured in BENCHMARKS.md)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 class AuditTrail:
@@ -76,7 +83,7 @@ class AuditTrail:
     def _span(self, event: AuditEvent) -> None:
         # completed_span falls back to a plain, replay-unsafe span when the tracing
         # interceptor is absent (e.g. in the Replayer), so only call it with one.
-        if TracingWorkflowInboundInterceptor._from_context() is None:
+        if TracingWorkflowInboundInterceptor._from_context() is None or not _tracing_configured():
             return
         attributes: dict[str, str | int | bool] = {
             "baton.process": self._process,
