@@ -96,8 +96,8 @@ class AuditLog:
         self.path = Path(path)
         self._seen: tuple[int, set[str], str] | None = None  # (file size, keys, last hash)
 
-    def append(self, records: list[tuple[str, dict[str, Any]]]) -> int:
-        """Append ``(key, record)`` pairs not yet in the log; returns how many were written."""
+    def append(self, records: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Append ``(key, record)`` pairs not yet in the log; returns the keys written."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+", encoding="utf-8") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -112,13 +112,14 @@ class AuditLog:
                         existing = json.loads(line)
                         keys.add(existing.get("key"))
                         prev = existing["sha256"]
-                written = 0
+                written: list[str] = []
                 for key, record in records:
                     if key in keys:
                         continue
                     sealed = seal({"key": key, **record}, prev)
                     handle.write(json.dumps(sealed, sort_keys=True, ensure_ascii=False) + "\n")
-                    prev, written = sealed["sha256"], written + 1
+                    prev = sealed["sha256"]
+                    written.append(key)
                     keys.add(key)
                 handle.flush()
                 os.fsync(handle.fileno())

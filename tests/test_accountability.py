@@ -158,7 +158,7 @@ async def test_a_retried_audit_append_writes_no_duplicates(on_dev: Running) -> N
     async def crashing_append(batch: AuditBatch) -> int:
         records = [(f"{batch.workflow_id}/{batch.run_id}/{e.seq}", {"case_id": batch.case_id,
                     "event": e.model_dump(mode="json")}) for e in batch.events]  # fmt: skip
-        written = real.append(records)  # the records land...
+        written = len(real.append(records))  # the records land...
         attempts.append(activity.info().attempt)
         if activity.info().attempt == 1:
             raise RuntimeError("worker died before reporting")  # ...but the report is lost
