@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +28,6 @@ from baton.settings import Settings
 from baton.spec import ProcessSpec, SpecSnapshot, snapshot_of
 
 DEMO_RUNG_TIMEOUT = timedelta(seconds=3)
-Step = Callable[[BatonClient, str], Awaitable[None]]
 VERDICTS: dict[str, Verdict] = {
     "approve": "approve",
     "reject": "reject",

@@ -207,6 +207,7 @@ class AuditKind(StrEnum):
     TIMED_OUT = "timed_out"
     HELD = "held"
     NOTIFY_FAILED = "notify_failed"
+    CONTINUED = "continued_as_new"
     ACTION = "action"
     CASE_CLOSED = "case_closed"
 

@@ -12,6 +12,7 @@ switch; it is not implemented, so content stays out).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -150,33 +151,41 @@ def shutdown() -> None:
         meter_provider.shutdown()
 
 
+@functools.lru_cache(maxsize=1)
+def _instruments(provider: object) -> dict[str, Any]:
+    """Baton's instruments, made once per meter provider (not on every append)."""
+    meter = metrics.get_meter("baton")
+    return {
+        "cases": meter.create_counter("baton.cases", description="Cases closed, by outcome"),
+        "failures": meter.create_counter("baton.handoff.check_failures", description="Failed handoff checks"),
+        "revisions": meter.create_counter("baton.revisions", description="Drafts sent back for revision"),
+        "escalations": meter.create_counter("baton.escalations", description="Escalations to people"),
+        "latency": meter.create_histogram("baton.approval.latency", unit="s", description="Ask to decision"),
+        "tokens": meter.create_counter("baton.llm.tokens", unit="{token}", description="LLM tokens"),
+    }
+
+
 def record_metrics(process: str, events: Sequence[AuditEvent]) -> None:
     """Count newly logged audit events as Baton metrics (each event once, outside replay)."""
-    meter = metrics.get_meter("baton")
-    cases = meter.create_counter("baton.cases", description="Cases closed, by outcome")
-    failures = meter.create_counter("baton.handoff.check_failures", description="Failed handoff checks")
-    revisions = meter.create_counter("baton.revisions", description="Drafts sent back for revision")
-    escalations = meter.create_counter("baton.escalations", description="Escalations to people")
-    latency = meter.create_histogram("baton.approval.latency", unit="s", description="Ask to decision")
-    tokens = meter.create_counter("baton.llm.tokens", unit="{token}", description="LLM tokens")
+    i = _instruments(metrics.get_meter_provider())
     asked: dict[str, Any] = {}
     for event in events:
         base = {"baton.process": process}
         if event.kind == AuditKind.CASE_CLOSED:
-            cases.add(1, {**base, "baton.outcome": str(event.data.get("outcome"))})
+            i["cases"].add(1, {**base, "baton.outcome": str(event.data.get("outcome"))})
         elif event.kind == AuditKind.CHECK_FAILED:
-            failures.add(1, {**base, "baton.agent": event.agent or ""})
+            i["failures"].add(1, {**base, "baton.agent": event.agent or ""})
         elif event.kind == AuditKind.REVISION:
-            revisions.add(1, base)
+            i["revisions"].add(1, base)
         elif event.kind == AuditKind.ESCALATED:
-            escalations.add(1, base)
+            i["escalations"].add(1, base)
         elif event.kind == AuditKind.APPROVAL_REQUESTED:
             asked[str(event.data.get("role"))] = event.at
         elif event.kind in (AuditKind.APPROVED, AuditKind.REJECTED, AuditKind.CHANGES_REQUESTED):
             started = asked.get(str(event.data.get("role")))
             if started is not None:
-                latency.record((event.at - started).total_seconds(), base)
+                i["latency"].record((event.at - started).total_seconds(), base)
         elif event.kind == AuditKind.HANDOFF and "input_tokens" in event.data:
             agent = {**base, "gen_ai.agent.name": event.agent or ""}
-            tokens.add(int(event.data["input_tokens"]), {**agent, "gen_ai.token.type": "input"})
-            tokens.add(int(event.data["output_tokens"]), {**agent, "gen_ai.token.type": "output"})
+            i["tokens"].add(int(event.data["input_tokens"]), {**agent, "gen_ai.token.type": "input"})
+            i["tokens"].add(int(event.data["output_tokens"]), {**agent, "gen_ai.token.type": "output"})

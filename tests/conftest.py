@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -23,8 +24,10 @@ from activities.llm.providers import load_providers
 from baton import search
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
+from baton.messages import AgentInput
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings
+from processes.contracts.refunds import PolicyVerdict
 from worker import build_worker
 
 BIN = Path(sys.executable).parent
@@ -136,3 +139,14 @@ def on_time(
 def refund(order: str, customer: str, amount: float, reason: str = "defective") -> dict[str, Any]:
     """A refund-request case."""
     return {"order_id": order, "customer_id": customer, "requested_amount": amount, "reason": reason}
+
+
+def policy_recording_drafts(running: Running, seen: list[float]) -> Callable[..., Any]:
+    """The real policy agent, registered under its own name, noting each draft amount it is shown."""
+
+    @activity.defn(name="refunds.policy")
+    async def recording_policy(inp: AgentInput) -> PolicyVerdict:
+        seen.append(inp.handoffs["drafter"]["amount"])
+        return await running.refunds.policy(inp)
+
+    return recording_policy

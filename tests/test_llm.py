@@ -11,15 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 
 from baton.demo import wait_for_approval
 from baton.fakellm import FakeLlmServer, FakeScript
-from baton.messages import AgentInput, AuditKind, Outcome
+from baton.messages import AuditKind, Outcome
 from baton.spec import ProcessSpec, snapshot_of
-from processes.contracts.refunds import PolicyVerdict
-from tests.conftest import Running, refund
+from tests.conftest import Running, policy_recording_drafts, refund
 
 SECRET = "sk-test-DO-NOT-LEAK-0123456789"
 CASE = refund("ORD-1015", "CUS-011", 42.50)
@@ -73,11 +71,7 @@ async def test_fenced_and_prose_replies_are_parsed_and_usage_adds_up(
 }})  # fmt: skip
 async def test_invalid_replies_never_reach_the_next_agent(on_dev: Running, fake: FakeLlmServer) -> None:
     seen_by_policy: list[float] = []
-
-    @activity.defn(name="refunds.policy")
-    async def recording_policy(inp: AgentInput) -> PolicyVerdict:
-        seen_by_policy.append(inp.handoffs["drafter"]["amount"])
-        return await on_dev.refunds.policy(inp)
+    recording_policy = policy_recording_drafts(on_dev, seen_by_policy)
 
     async with on_dev.worker([recording_policy]):
         case_id = await on_dev.baton.start_case("refund-request-llm", CASE)

@@ -9,9 +9,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from baton.demo import SCENARIO, run_scenario, wait_for_approval
-from baton.messages import ActionInput, ActionResult, AgentInput, AuditKind, Outcome
-from processes.contracts.refunds import PolicyVerdict
-from tests.conftest import Running, refund
+from baton.messages import ActionInput, ActionResult, AuditKind, Outcome
+from tests.conftest import Running, policy_recording_drafts, refund
 from worker import workflow_runner
 from workflows import GovernedProcess
 
@@ -45,11 +44,7 @@ async def test_every_demo_path_ends_as_scripted(on_dev: Running) -> None:
 
 async def test_a_failed_handoff_never_reaches_the_next_agent(on_dev: Running) -> None:
     seen_by_policy: list[float] = []
-
-    @activity.defn(name="refunds.policy")
-    async def recording_policy(inp: AgentInput) -> PolicyVerdict:
-        seen_by_policy.append(inp.handoffs["drafter"]["amount"])
-        return await on_dev.refunds.policy(inp)
+    recording_policy = policy_recording_drafts(on_dev, seen_by_policy)
 
     async with on_dev.worker([recording_policy]):
         case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1004", "CUS-004", 90.0))

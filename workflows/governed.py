@@ -421,7 +421,7 @@ class GovernedProcess:
         """Continue-as-new at a loop boundary, carrying the case's state, so history stays bounded."""
         runs = (self._start.resume.runs if self._start.resume else 1) + 1
         self._trail.add(
-            AuditKind.REVISION,
+            AuditKind.CONTINUED,
             f"history reached {workflow.info().get_current_history_length()} events; "
             f"the case carries on in run {runs}",
         )
