@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,32 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def child_cpu(marker: str) -> float:
+    """CPU seconds used so far by our child process whose command line holds ``marker``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_text(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and marker in command:
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
+
+
+@dataclass
+class Run:
+    """One timed batch of cases: wall time and the CPU each process spent on it."""
+
+    wall: float
+    cpu: float  # this process: worker + client
+    connections: int  # LLM connections the scripted server accepted
+    temporal_cpu: float  # the dev server
+    llm_cpu: float  # the scripted LLM server
+
+
 async def stats(base: str) -> dict[str, int]:
     async with httpx.AsyncClient() as client:
         data: dict[str, int] = (await client.get(f"{base}/fake/stats")).json()
@@ -88,7 +115,7 @@ async def transport_figures(base: str, count: int) -> dict[str, tuple[float, flo
     return figures
 
 
-async def main(cases: int, rounds: int) -> None:
+async def main(cases: int, rounds: int, only: list[str]) -> None:
     if port_open("127.0.0.1", FAKE_PORT):
         raise SystemExit(f"port {FAKE_PORT} is busy")
     fake = subprocess.Popen(
@@ -106,7 +133,7 @@ async def main(cases: int, rounds: int) -> None:
             dev_server_log_level="error",
         )
         async with env:
-            results = await run_cases(env, base, cases, rounds)
+            results = await run_cases(env, base, cases, rounds, only)
     finally:
         fake.terminate()
         fake.wait()
@@ -114,18 +141,24 @@ async def main(cases: int, rounds: int) -> None:
 
 
 async def run_cases(
-    env: WorkflowEnvironment, base: str, cases: int, rounds: int
-) -> dict[str, list[tuple[float, float, int]]]:
-    """Per variant, per round: (wall s, CPU s of this process, connections opened)."""
+    env: WorkflowEnvironment, base: str, cases: int, rounds: int, only: list[str]
+) -> dict[str, list[Run]]:
+    """Per variant, the runs of each round."""
     spec = snapshot_of(load_spec(HERE / "bench.yaml"))
     providers = {"openai": ProviderConfig(base_url=base, default_model="fake")}
-    results: dict[str, list[tuple[float, float, int]]] = {}
+    results: dict[str, list[Run]] = {}
     variants: dict[str, str | None] = {
         "floor: 3 sleeping activities": None,
         "floor: 3 sleeps + no-op action": "floor+action",
         "baton · aiohttp": "aiohttp",
         "baton · httpx pool": "httpx",
     }
+    if only:
+        variants = {
+            k: v
+            for k, v in variants.items()
+            if k.startswith("floor: 3 sleeping") or any(o in k for o in only)
+        }
     audit = AuditActivities(AuditLog(Path(tempfile.mkdtemp(prefix="baton-bench-")) / "audit.jsonl"))
     for _ in range(rounds):
         for name, transport in variants.items():
@@ -154,35 +187,39 @@ async def run_cases(
             async with worker:
                 await one()  # warm-up
                 before = await stats(base)
-                c0, t0 = cpu(), time.perf_counter()
+                c0, s0, l0, t0 = cpu(), child_cpu("start-dev"), child_cpu("fake-llm"), time.perf_counter()
                 await asyncio.gather(*(one() for _ in range(cases)))
                 wall, used = time.perf_counter() - t0, cpu() - c0
+                served, answered = child_cpu("start-dev") - s0, child_cpu("fake-llm") - l0
                 after = await stats(base)
             await llm.aclose()
             opened = after["connections"] - before["connections"] - 1  # less the stats request's own
-            results.setdefault(name, []).append((wall, used, opened))
+            results.setdefault(name, []).append(Run(wall, used, opened, served, answered))
     return results
 
 
-def report(transports: dict[str, tuple[float, float]], results: dict[str, list[tuple[float, float, int]]],
+def report(transports: dict[str, tuple[float, float]], results: dict[str, list[Run]],
            cases: int) -> None:  # fmt: skip
     print(f"## transport: {cases} parallel requests, server answers after 0.5 s")
     for kind, (wall, used) in transports.items():
         print(f"  {kind:<8} wall {wall:.2f}s  client CPU {used:.2f}s ({used / cases * 1000:.2f} ms/request)")
     print(f"\n## {cases} concurrent cases, 3 sequential LLM calls each (critical path 1.5 s)")
-    floor = statistics.median(w for w, _, _ in results["floor: 3 sleeping activities"])
+    floor = statistics.median(run.wall for run in results["floor: 3 sleeping activities"])
+    calls = cases * 3
     for name, runs in results.items():
-        wall = statistics.median(w for w, _, _ in runs)
-        used = statistics.median(c for _, c, _ in runs)
-        conns = max(n for _, _, n in runs)
-        calls = cases * 3
+        wall = statistics.median(run.wall for run in runs)
+
+        def per_call(figure: Callable[[Run], float], runs: list[Run] = runs) -> str:
+            return f"{statistics.median(figure(run) for run in runs) * 1000 / calls:.2f}"
+
         print(
-            f"  {name:<30} wall {wall:.2f}s (runs {', '.join(f'{w:.2f}' for w, _, _ in runs)}) "
-            f"×floor {wall / floor:.2f} ×critical path {wall / 1.5:.1f}; "
-            f"CPU {used * 1000 / calls:.2f} ms per LLM call (worker+client, whole case); "
-            f"LLM connections opened {conns}"
+            f"  {name:<30} wall {wall:.2f}s (runs {', '.join(f'{run.wall:.2f}' for run in runs)}) "
+            f"×floor {wall / floor:.2f} ×critical path {wall / 1.5:.1f}; CPU ms per LLM call: "
+            f"worker+client {per_call(lambda r: r.cpu)}, dev server {per_call(lambda r: r.temporal_cpu)}, "
+            f"LLM server {per_call(lambda r: r.llm_cpu)}; "
+            f"LLM connections opened {max(run.connections for run in runs)}"
         )
-    print(json.dumps({k: v for k, v in results.items()}, default=str))
+    print(json.dumps({k: [vars(run) for run in v] for k, v in results.items()}))
 
 
 if __name__ == "__main__":
@@ -191,6 +228,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only variants naming this (and the floor)"
+    )
     options = parser.parse_args()
-    asyncio.run(main(options.cases, options.rounds))
+    asyncio.run(main(options.cases, options.rounds, options.only))
     os._exit(0)  # skip finalisation (temporalio/sdk-python#300)
