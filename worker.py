@@ -16,13 +16,13 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import build_activities
 from baton import telemetry
 from baton.connection import connect
-from baton.settings import Settings
+from baton.settings import SandboxMode, Settings
 from workflows import GovernedProcess
 
 log = logging.getLogger("baton.worker")
@@ -31,15 +31,24 @@ PURE_MODULES = ("baton", "processes", "cel", "pydantic", "yaml")
 """Pure libraries the workflow sandbox shares instead of re-importing per run."""
 
 WORKFLOW_MODULES = ("workflows",)
-"""Baton's own deterministic workflow code. Production passes it through too: the
-sandbox re-imports and recompiles sandboxed modules for every new case, which cost
-about 5 ms of CPU per case (BENCHMARKS.md). The strict sandbox, which re-imports it
-and so enforces the sandbox's restrictions on it, runs every test and replay."""
+"""Baton's own deterministic workflow code."""
 
 
-def workflow_runner(*, strict: bool = False) -> SandboxedWorkflowRunner:
-    """The sandbox GovernedProcess runs in; ``strict`` also sandboxes Baton's workflow code."""
-    modules = PURE_MODULES if strict else PURE_MODULES + WORKFLOW_MODULES
+def workflow_runner(mode: SandboxMode = "off") -> WorkflowRunner:
+    """How GovernedProcess runs: ``off`` in production, ``strict`` in every test and replay.
+
+    The Python sandbox exists to catch non-deterministic *workflow code*. Baton's
+    workflow code is its own (users write specs and activities, never workflow
+    code), and every test and the replay gate run it in the ``strict`` sandbox,
+    which re-imports it per run and enforces the sandbox's restrictions on it. In
+    production the sandbox would only re-check that tested code, at a price paid on
+    every activation and payload: about 2.5 ms of worker CPU per LLM call in the
+    LLM concurrency benchmark (BENCHMARKS.md). ``shared`` keeps a sandbox with
+    Baton's modules passed through, for operators who want one anyway.
+    """
+    if mode == "off":
+        return UnsandboxedWorkflowRunner()
+    modules = PURE_MODULES if mode == "strict" else PURE_MODULES + WORKFLOW_MODULES
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
     )
@@ -52,7 +61,7 @@ def build_worker(
     activities: Sequence[Callable[..., Any]],
     graceful_shutdown: timedelta = timedelta(seconds=20),
     extra_workflows: Sequence[type] = (),
-    strict_sandbox: bool = False,
+    sandbox: SandboxMode = "off",
     **options: Any,
 ) -> Worker:
     """A worker for GovernedProcess and the given activities on ``task_queue``."""
@@ -63,7 +72,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=[GovernedProcess, *extra_workflows],
         activities=list(activities),
-        workflow_runner=workflow_runner(strict=strict_sandbox),
+        workflow_runner=workflow_runner(sandbox),
         graceful_shutdown_timeout=graceful_shutdown,
         **options,
     )
@@ -80,6 +89,7 @@ async def run_worker(settings: Settings | None = None, *, stop: asyncio.Event | 
         task_queue=settings.task_queue,
         activities=parts.activities,
         graceful_shutdown=timedelta(seconds=settings.shutdown_grace),
+        sandbox=settings.workflow_sandbox,
     )
     stop = stop or _stop_on_signals()
     log.info("worker serving task queue %r", settings.task_queue)

@@ -239,6 +239,7 @@ class Outcome(StrEnum):
     """How a case ended."""
 
     ACTIONED = "actioned"
+    APPROVED = "approved"  # decided in favour; the process has no action (advisory)
     REJECTED = "rejected"
     ACTION_FAILED = "action_failed"
     INVALID_INPUT = "invalid_input"

@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast, get_args
 
+from baton.errors import BatonUsageError
 from processes import specs_dir
 
 DEFAULT_TASK_QUEUE = "baton"
+
+SandboxMode = Literal["off", "shared", "strict"]
+"""How the worker runs GovernedProcess: see ``worker.workflow_runner``."""
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,22 @@ class Settings:
         default_factory=lambda: float(os.environ.get("BATON_SHUTDOWN_GRACE_SECONDS", "20"))
     )
     """How long SIGTERM lets in-flight activities finish before they are cancelled."""
+    sandbox_choice: str = field(default_factory=lambda: os.environ.get("BATON_WORKFLOW_SANDBOX", "off"))
     refunds_db_override: str | None = field(default_factory=lambda: os.environ.get("BATON_REFUNDS_DB"))
 
     @property
     def refunds_db(self) -> Path:
         """SQLite file of the reference process's orders and refund ledger."""
         return Path(self.refunds_db_override) if self.refunds_db_override else self.home / "refunds.db"
+
+    @property
+    def workflow_sandbox(self) -> SandboxMode:
+        """``$BATON_WORKFLOW_SANDBOX``: ``off`` (default), ``shared`` or ``strict``."""
+        value = self.sandbox_choice.strip().lower()
+        if value not in get_args(SandboxMode):
+            choices = ", ".join(get_args(SandboxMode))
+            raise BatonUsageError(f"BATON_WORKFLOW_SANDBOX={self.sandbox_choice!r}: expected {choices}")
+        return cast(SandboxMode, value)
 
     @property
     def audit_log(self) -> Path:

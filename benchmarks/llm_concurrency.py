@@ -6,11 +6,16 @@ Set-up: one dev server, the scripted OpenAI-compatible server in a **subprocess*
 1. Transport: 200 parallel chat-completion POSTs with httpx's own pool and with
    the aiohttp transport (``httpx-aiohttp``): wall time and this process's CPU.
 2. Cases: 200 concurrent cases of a spec with three LLM agents in sequence
-   (critical path 3 x 0.5 s = 1.5 s) plus a no-op action, with each transport,
-   beside the floor: a hand-written workflow of three activities that sleep
-   0.5 s (and the same plus a no-op action, the shape Baton's case has). Reported:
-   wall time, its ratio to the floor and to the critical path, CPU per LLM
-   call, and the connections the LLM server accepted.
+   (critical path 3 x 0.5 s = 1.5 s; ``llm/bench.yaml``, advisory: no action),
+   with each transport, beside the floor: a hand-written workflow of three
+   activities that sleep 0.5 s. Then the shape with a side effect: the same spec
+   plus a no-op action (``llm/bench-action.yaml``) beside the floor plus a no-op
+   fourth activity. Every variant runs on the production worker configuration
+   (``build_worker``: tracing interceptor, production sandbox mode) with the
+   audit log on. Reported: wall time, its ratio to the floor and to the critical
+   path, CPU per LLM call of this process (worker + client), of the dev server
+   and of the scripted LLM server (all three share the two cores), and the
+   connections the LLM server accepted.
 
 Run: ``.venv/bin/python benchmarks/llm_concurrency.py [--cases 200] [--rounds 2]``
 """
@@ -47,7 +52,7 @@ from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.devserver import port_open
 from baton.messages import ActionInput, ActionResult
-from baton.spec import load_spec, snapshot_of
+from baton.spec import SpecSnapshot, load_spec, snapshot_of
 from benchmarks.minimal import MinimalSleeps, noop, sleep_half_second
 from worker import build_worker
 
@@ -144,14 +149,15 @@ async def run_cases(
     env: WorkflowEnvironment, base: str, cases: int, rounds: int, only: list[str]
 ) -> dict[str, list[Run]]:
     """Per variant, the runs of each round."""
-    spec = snapshot_of(load_spec(HERE / "bench.yaml"))
+    specs = {name: snapshot_of(load_spec(HERE / f"{name}.yaml")) for name in ("bench", "bench-action")}
     providers = {"openai": ProviderConfig(base_url=base, default_model="fake")}
     results: dict[str, list[Run]] = {}
-    variants: dict[str, str | None] = {
-        "floor: 3 sleeping activities": None,
-        "floor: 3 sleeps + no-op action": "floor+action",
-        "baton · aiohttp": "aiohttp",
-        "baton · httpx pool": "httpx",
+    variants = {  # name: (transport, or None for the floor; with an action)
+        "floor: 3 sleeping activities": (None, False),
+        "baton · aiohttp": ("aiohttp", False),
+        "baton · httpx pool": ("httpx", False),
+        "floor + no-op action": (None, True),
+        "baton + no-op action · aiohttp": ("aiohttp", True),
     }
     if only:
         variants = {
@@ -161,10 +167,9 @@ async def run_cases(
         }
     audit = AuditActivities(AuditLog(Path(tempfile.mkdtemp(prefix="baton-bench-")) / "audit.jsonl"))
     for _ in range(rounds):
-        for name, transport in variants.items():
+        for name, (transport, acts) in variants.items():
             queue = f"bench-{uuid.uuid4()}"
             llm = LlmActivities(providers, transport=transport_factory(transport))
-            floor_acts = transport == "floor+action"
             worker = build_worker(
                 env.client,
                 task_queue=queue,
@@ -174,16 +179,17 @@ async def run_cases(
             )
             baton = BatonClient(env.client, task_queue=queue)
 
-            async def governed(baton: BatonClient = baton) -> Any:
+            async def governed(baton: BatonClient = baton, spec: SpecSnapshot = specs[
+                "bench-action" if acts else "bench"
+            ]) -> Any:  # fmt: skip
                 return await baton.result(await baton.start_case(spec, CASE))
 
-            async def floor(queue: str = queue, act: bool = floor_acts) -> Any:
+            async def floor(queue: str = queue, act: bool = acts) -> Any:
                 return await env.client.execute_workflow(
                     MinimalSleeps.run, act, id=f"floor-{uuid.uuid4()}", task_queue=queue
                 )
 
-            is_floor = transport is None or floor_acts
-            one: Callable[[], Awaitable[Any]] = floor if is_floor else governed
+            one: Callable[[], Awaitable[Any]] = floor if transport is None else governed
             async with worker:
                 await one()  # warm-up
                 before = await stats(base)
@@ -204,17 +210,22 @@ def report(transports: dict[str, tuple[float, float]], results: dict[str, list[R
     for kind, (wall, used) in transports.items():
         print(f"  {kind:<8} wall {wall:.2f}s  client CPU {used:.2f}s ({used / cases * 1000:.2f} ms/request)")
     print(f"\n## {cases} concurrent cases, 3 sequential LLM calls each (critical path 1.5 s)")
-    floor = statistics.median(run.wall for run in results["floor: 3 sleeping activities"])
+    floors = {
+        shape: statistics.median(run.wall for run in results[name])
+        for shape, name in (("plain", "floor: 3 sleeping activities"), ("action", "floor + no-op action"))
+        if name in results
+    }
     calls = cases * 3
     for name, runs in results.items():
         wall = statistics.median(run.wall for run in runs)
+        floor = floors["action" if "action" in name and "action" in floors else "plain"]
 
         def per_call(figure: Callable[[Run], float], runs: list[Run] = runs) -> str:
             return f"{statistics.median(figure(run) for run in runs) * 1000 / calls:.2f}"
 
         print(
             f"  {name:<30} wall {wall:.2f}s (runs {', '.join(f'{run.wall:.2f}' for run in runs)}) "
-            f"×floor {wall / floor:.2f} ×critical path {wall / 1.5:.1f}; CPU ms per LLM call: "
+            f"×floor of its shape {wall / floor:.2f} ×critical path {wall / 1.5:.1f}; CPU ms per LLM call: "
             f"worker+client {per_call(lambda r: r.cpu)}, dev server {per_call(lambda r: r.temporal_cpu)}, "
             f"LLM server {per_call(lambda r: r.llm_cpu)}; "
             f"LLM connections opened {max(run.connections for run in runs)}"

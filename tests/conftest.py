@@ -113,7 +113,7 @@ class Running:
             self.client,
             task_queue=self.settings.task_queue,
             activities=activities_for(self.settings, self.refunds, self.llm, overrides),
-            strict_sandbox=True,  # tests enforce the sandbox on Baton's own workflow code
+            sandbox="strict",  # tests enforce the sandbox on Baton's own workflow code
             **options,
         )
 

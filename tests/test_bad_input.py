@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from baton.client import MAX_CASE_BYTES, prepare_case
-from baton.errors import CaseInputError, SpecError
+from baton.errors import BatonUsageError, CaseInputError, SpecError
 from baton.rules import RuleError, compile_expr, evaluate_bool
-from baton.settings import resolve_process
+from baton.settings import Settings, resolve_process
 from baton.spec import ProcessSpec, load_spec, load_spec_text
 
 REFERENCE_TEXT = resolve_process("refund-request").read_text()
@@ -95,3 +95,11 @@ def test_an_oversized_case_is_refused_before_start() -> None:
     assert prepare_case(SPEC, case)
     with pytest.raises(CaseInputError, match=f"at most {MAX_CASE_BYTES} bytes"):
         prepare_case(SPEC, {**case, "note": "y" * 1500, "order_id": "ORD-" + "1" * (MAX_CASE_BYTES + 10)})
+
+
+def test_unknown_workflow_sandbox_mode_is_named() -> None:
+    with pytest.raises(
+        BatonUsageError, match=r"BATON_WORKFLOW_SANDBOX='maybe': expected off, shared, strict"
+    ):
+        _ = Settings(sandbox_choice="maybe").workflow_sandbox
+    assert Settings(sandbox_choice=" Strict ").workflow_sandbox == "strict"

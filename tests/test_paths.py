@@ -10,6 +10,9 @@ from temporalio.worker import Replayer
 
 from baton.demo import SCENARIO, run_scenario, wait_for_approval
 from baton.messages import ActionInput, ActionResult, AuditKind, Outcome
+from baton.spec import load_spec_text, snapshot_of
+from baton.spec.diagram import mermaid
+from processes import specs_dir
 from tests.conftest import Running, policy_recording_drafts, refund
 from worker import workflow_runner
 from workflows import GovernedProcess
@@ -113,7 +116,7 @@ async def test_histories_replay_without_nondeterminism(on_dev: Running) -> None:
     replayer = Replayer(
         workflows=[GovernedProcess],
         data_converter=on_dev.client.data_converter,
-        workflow_runner=workflow_runner(strict=True),
+        workflow_runner=workflow_runner("strict"),
     )
     results = await replayer.replay_workflows(_iter(histories), raise_on_replay_failure=False)
     assert len(results.replay_failures) == 0, results.replay_failures
@@ -139,3 +142,25 @@ async def test_two_cases_on_one_order_never_refund_more_than_was_paid(on_dev: Ru
         results[1].reason
     )
     assert sum(int(str(r["amount_cents"])) for r in on_dev.refunds.db.ledger("ORD-1002")) == 24900
+
+
+async def test_a_process_without_an_action_ends_approved_and_writes_nothing(on_dev: Running) -> None:
+    text = (specs_dir() / "refund-request.yaml").read_text()
+    advisory = load_spec_text(text[: text.index("\naction:")] + "\n", source="advisory.yaml")
+    assert advisory.action is None
+    assert "approved: no action" in mermaid(advisory)
+
+    async with on_dev.worker():
+        case_id = await on_dev.baton.start_case(snapshot_of(advisory), refund("ORD-1001", "CUS-001", 34.90))
+        result = await on_dev.baton.result(case_id)
+        history = await on_dev.baton.handle(case_id).fetch_history()
+    assert result.outcome == Outcome.APPROVED, result.reason
+    assert result.decided_by == "rules"
+    assert result.action is None
+    assert result.handoffs["drafter"]["amount"] == 34.90  # the checked handoffs are the result
+    assert result.path == ["intake", "drafter", "policy", "auto"]
+    scheduled = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    assert "refunds.issue_refund" not in {
+        e.activity_task_scheduled_event_attributes.activity_type.name for e in scheduled
+    }
+    assert [r for r in on_dev.refunds.db.ledger() if r["case_id"] == case_id] == []

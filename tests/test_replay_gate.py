@@ -36,7 +36,7 @@ async def test_recorded_history_replays(name: str) -> None:
     replayer = Replayer(
         workflows=[GovernedProcess],
         data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner(strict=True),
+        workflow_runner=workflow_runner("strict"),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure

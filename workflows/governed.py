@@ -5,7 +5,7 @@ case stays governed by the version it started under. The run is:
 
     validate case → flow (agents, handoff checks, review loops)
         → [escalation ladder if a handoff or review cannot pass]
-        → decision rules → [approval ladder] → idempotent action → result
+        → decision rules → [approval ladder] → idempotent action (if any) → result
 
 A person's ``request_changes`` (on either ladder) sends their feedback to the
 drafting step and runs the flow again from there, through every check.
@@ -369,6 +369,9 @@ class GovernedProcess:
 
     async def _act(self, decided_by: str) -> None:
         action = self._spec.action
+        if action is None:  # advisory process: the decision and the checked handoffs are the result
+            self._close(Outcome.APPROVED, f"decided by {decided_by}; the process has no action", decided_by)
+            return
         info = workflow.info()
         key = f"{info.workflow_id}/{action.activity}"
         self._set_stage(f"acting ({action.activity})")

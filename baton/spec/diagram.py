@@ -66,7 +66,10 @@ def mermaid(spec: ProcessSpec) -> str:
         lines.append(f"  ladder_{name} -- {_label(approve)} --> action")
         lines.append(f"  ladder_{name} -- reject --> rejected")
         lines.append(f"  ladder_{name} -- {_label(f'timeout → {spec.on_timeout}')} --> rejected")
-    lines.append(f"  action[/{_label(f'action: {spec.action.activity} (idempotent)')}/]")
-    lines.append("  action --> actioned([actioned])")
+    if spec.action is not None:
+        lines.append(f"  action[/{_label(f'action: {spec.action.activity} (idempotent)')}/]")
+        lines.append("  action --> actioned([actioned])")
+    else:
+        lines.append("  action([approved: no action, the handoffs are the result])")
     lines.append(f"  rejected([{_label(f'rejected (safe default: {spec.on_timeout})')}])")
     return "\n".join(lines) + "\n"

@@ -222,7 +222,11 @@ class ProcessSpec(_Strict):
     token_budget: int | None = Field(
         default=None, ge=1, description="LLM tokens a case may spend before it escalates."
     )
-    action: ActionSpec
+    action: ActionSpec | None = Field(
+        default=None,
+        description="The side effect an approved case ends in. Without one the process is advisory: "
+        "an approved case ends 'approved' and its checked handoffs are the result.",
+    )
 
     @field_validator("ladders")
     @classmethod

@@ -46,7 +46,7 @@ async def record() -> list[Path]:
     async with env:
         parts = build_activities(settings)
         worker = build_worker(
-            env.client, task_queue=settings.task_queue, activities=parts.activities, strict_sandbox=True
+            env.client, task_queue=settings.task_queue, activities=parts.activities, sandbox="strict"
         )
         fake = FakeLlmServer(FakeScript.load(FAKE_LLM_SCRIPT))
         await fake.start()
