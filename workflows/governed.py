@@ -50,8 +50,8 @@ with workflow.unsafe.imports_passed_through():
 
 AUDIT_ACTIVITY = "baton.audit_append"
 AUDIT_LOG_PATCH = "audit-log-v1"
-AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 """Cases started before the audit log existed replay without it (see README)."""
+AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 
 
 @dataclass
@@ -462,9 +462,7 @@ class GovernedProcess:
             batch,
             result_type=int,
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-            ),
+            retry_policy=AUDIT_RETRY,
             summary=f"audit log · {len(batch.events)} events",
         )
         self._trail.logged = len(self._trail.events)
