@@ -185,7 +185,7 @@ def record_metrics(process: str, events: Sequence[AuditEvent]) -> None:
             started = asked.get(str(event.data.get("role")))
             if started is not None:
                 i["latency"].record((event.at - started).total_seconds(), base)
-        elif event.kind == AuditKind.HANDOFF and "input_tokens" in event.data:
+        if "input_tokens" in event.data:  # a handoff, or a reply that never met its contract
             agent = {**base, "gen_ai.agent.name": event.agent or ""}
             i["tokens"].add(int(event.data["input_tokens"]), {**agent, "gen_ai.token.type": "input"})
             i["tokens"].add(int(event.data["output_tokens"]), {**agent, "gen_ai.token.type": "output"})

@@ -83,10 +83,16 @@ async def test_invalid_replies_never_reach_the_next_agent(on_dev: Running, fake:
     assert len(drafts) == 3
     repair = drafts[1]["messages"][-1]["content"]
     assert "amount: Input should be greater than or equal to 0" in repair
-    failed = [e.detail for e in result.audit if e.kind == AuditKind.CHECK_FAILED]
+    failed = [e for e in result.audit if e.kind == AuditKind.CHECK_FAILED]
     assert len(failed) == 1
-    assert "LlmOutputInvalid" in failed[0]
-    assert "not valid JSON" in failed[0]
+    assert "LlmOutputInvalid" in failed[0].detail
+    assert "not valid JSON" in failed[0].detail
+    # The invalid attempt's two calls count too: 3 drafter calls + 1 explainer call, USAGE each.
+    per_call = (USAGE["prompt_tokens"], USAGE["completion_tokens"])
+    assert (failed[0].data["calls"], failed[0].data["input_tokens"]) == (2, 2 * per_call[0])
+    assert (result.usage.calls, result.usage.input_tokens, result.usage.output_tokens) == (
+        4, 4 * per_call[0], 4 * per_call[1],
+    )  # fmt: skip
 
 
 @pytest.mark.script(

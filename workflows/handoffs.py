@@ -25,6 +25,12 @@ with workflow.unsafe.imports_passed_through():
     from baton.rules import RuleError, evaluate_bool
     from baton.spec.models import AgentSpec, ProcessSpec, RetrySpec, StepSpec, TimeoutSpec
 
+INVALID_REPLY_USAGE_PATCH = "llm-invalid-reply-usage-v1"
+"""Tokens of a reply that never met its contract count toward the case (and its budget).
+
+Cases that failed such a reply before this change replay without it, so a budget
+decision made then is made the same way on replay."""
+
 
 @dataclass
 class HandoffResult:
@@ -113,6 +119,7 @@ class HandoffRunner:
         agent = self._spec.agents[step.agent_name]
         problems: list[Feedback] = []
         for attempt in range(1, step.check_attempts + 1):
+            spent_on_failure: JsonDict = {}
             request = AgentInput(
                 case_id=self._case_id,
                 process=self._spec.process,
@@ -130,6 +137,10 @@ class HandoffRunner:
                 if is_cancelled_exception(exc):
                     raise  # the case is being cancelled: no further attempts, no escalation
                 problems = [Feedback(source="agent_error", message=failure_message(exc))]
+                wasted = _usage_of_invalid_reply(exc)
+                if wasted is not None and workflow.patched(INVALID_REPLY_USAGE_PATCH):
+                    self.usage = self.usage + wasted
+                    spent_on_failure = wasted.model_dump()
             else:
                 extra = {} if spent is None else {"model": spent[1], **spent[0].model_dump()}
                 self._trail.add(
@@ -159,6 +170,7 @@ class HandoffRunner:
                 agent=step.agent_name,
                 attempt=attempt,
                 problems=[p.model_dump() for p in problems],
+                **spent_on_failure,
             )
             feedback = problems
         return HandoffResult(None, problems, failed_attempts=step.check_attempts)
@@ -222,6 +234,22 @@ class HandoffRunner:
                 message = guard.message or f"guard failed: {guard.expr}"
                 problems.append(Feedback(source="guard", message=message, data={"expr": guard.expr}))
         return (None, problems) if problems else (checked, [])
+
+
+def _usage_of_invalid_reply(exc: ActivityError) -> Usage | None:
+    """The tokens an ``LlmOutputInvalid`` failure reports in its details, if it is one."""
+    cause: BaseException | None = exc.cause
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if not isinstance(cause, ApplicationError) or cause.type != "LlmOutputInvalid" or not cause.details:
+        return None
+    details = cause.details[0]
+    if not isinstance(details, dict) or not isinstance(details.get("usage"), dict):
+        return None
+    try:
+        return Usage.model_validate(details["usage"])
+    except ValueError:  # pydantic's ValidationError: details from an unexpected sender
+        return None
 
 
 def _contract_name(agent: AgentSpec) -> str:
