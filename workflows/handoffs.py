@@ -87,11 +87,16 @@ async def execute(
     )
 
 
-def failure_message(exc: ActivityError) -> str:
-    """The root cause of an activity failure, without a Python traceback."""
+def _root_cause(exc: ActivityError) -> BaseException | None:
     cause: BaseException | None = exc.cause
     while isinstance(cause, ActivityError) and cause.cause is not None:
         cause = cause.cause
+    return cause
+
+
+def failure_message(exc: ActivityError) -> str:
+    """The root cause of an activity failure, without a Python traceback."""
+    cause = _root_cause(exc)
     if isinstance(cause, ApplicationError):
         return f"{cause.type or 'error'}: {cause.message}"
     return str(cause or exc)
@@ -238,9 +243,7 @@ class HandoffRunner:
 
 def _usage_of_invalid_reply(exc: ActivityError) -> Usage | None:
     """The tokens an ``LlmOutputInvalid`` failure reports in its details, if it is one."""
-    cause: BaseException | None = exc.cause
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
+    cause = _root_cause(exc)
     if not isinstance(cause, ApplicationError) or cause.type != "LlmOutputInvalid" or not cause.details:
         return None
     details = cause.details[0]
