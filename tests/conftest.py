@@ -26,7 +26,7 @@ from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.messages import AgentInput
 from baton.roles import YamlRoleDirectory
-from baton.settings import Settings
+from baton.settings import SandboxMode, Settings
 from processes.contracts.refunds import PolicyVerdict
 from worker import build_worker
 
@@ -108,12 +108,14 @@ class Running:
     ) -> None:
         self.client, self.settings, self.refunds, self.llm = client, settings, refunds, llm
 
-    def worker(self, overrides: Sequence[Callable[..., Any]] = (), **options: Any) -> Any:
+    def worker(
+        self, overrides: Sequence[Callable[..., Any]] = (), *, sandbox: SandboxMode = "strict", **options: Any
+    ) -> Any:
         return build_worker(
             self.client,
             task_queue=self.settings.task_queue,
             activities=activities_for(self.settings, self.refunds, self.llm, overrides),
-            sandbox="strict",  # tests enforce the sandbox on Baton's own workflow code
+            sandbox=sandbox,  # tests enforce the sandbox on Baton's own workflow code
             **options,
         )
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pytest
 from temporalio import activity
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from baton.demo import SCENARIO, run_scenario, wait_for_approval
 from baton.messages import ActionInput, ActionResult, AuditKind, Outcome
+from baton.settings import SandboxMode
 from baton.spec import load_spec_text, snapshot_of
 from baton.spec.diagram import mermaid
 from processes import specs_dir
@@ -164,3 +166,12 @@ async def test_a_process_without_an_action_ends_approved_and_writes_nothing(on_d
         e.activity_task_scheduled_event_attributes.activity_type.name for e in scheduled
     }
     assert [r for r in on_dev.refunds.db.ledger() if r["case_id"] == case_id] == []
+
+
+@pytest.mark.parametrize("sandbox", ["shared", "off"])
+async def test_every_sandbox_mode_runs_a_case_the_same_way(on_dev: Running, sandbox: SandboxMode) -> None:
+    async with on_dev.worker(sandbox=sandbox):
+        case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 34.90))
+        result = await on_dev.baton.result(case_id)
+    assert result.outcome == Outcome.ACTIONED, result.reason
+    assert result.path == ["intake", "drafter", "policy", "auto", "action"]
