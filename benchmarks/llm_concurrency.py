@@ -10,12 +10,13 @@ Set-up: one dev server, the scripted OpenAI-compatible server in a **subprocess*
    with each transport, beside the floor: a hand-written workflow of three
    activities that sleep 0.5 s. Then the shape with a side effect: the same spec
    plus a no-op action (``llm/bench-action.yaml``) beside the floor plus a no-op
-   fourth activity. Every variant runs on the production worker configuration
-   (``build_worker``: tracing interceptor, production sandbox mode) with the
-   audit log on. Reported: wall time, its ratio to the floor and to the critical
-   path, CPU per LLM call of this process (worker + client), of the dev server
-   and of the scripted LLM server (all three share the two cores), and the
-   connections the LLM server accepted.
+   fourth activity. Every Baton variant and those floors run on Baton's production
+   worker configuration (``build_worker``: tracing interceptor, production sandbox
+   mode) with the audit log on; one more floor runs on a plain temporalio Worker
+   with its defaults (sandboxed runner, no interceptors). Reported: wall time,
+   its ratio to the floor and to the critical path, CPU per LLM call of this
+   process (worker + client), of the dev server and of the scripted LLM server
+   (all three share the two cores), and the connections the LLM server accepted.
 
 Run: ``.venv/bin/python benchmarks/llm_concurrency.py [--cases 200] [--rounds 2]``
 """
@@ -42,6 +43,7 @@ import httpx
 from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -58,6 +60,9 @@ from worker import build_worker
 
 HERE = Path(__file__).resolve().parent / "llm"
 FAKE_PORT = 8391
+DEFAULT_FLOOR = "floor on a default Worker"
+"""The same floor on a plain ``temporalio`` Worker (sandboxed runner, no tracing): what a
+hand-written workflow gets out of the box. The other floor rows share Baton's worker."""
 CASE = {"order_id": "ORD-1001", "customer_id": "CUS-001", "requested_amount": 10.0, "reason": "defective"}
 
 
@@ -154,6 +159,7 @@ async def run_cases(
     results: dict[str, list[Run]] = {}
     variants = {  # name: (transport, or None for the floor; with an action)
         "floor: 3 sleeping activities": (None, False),
+        DEFAULT_FLOOR: (None, False),
         "baton · aiohttp": ("aiohttp", False),
         "baton · httpx pool": ("httpx", False),
         "floor + no-op action": (None, True),
@@ -163,20 +169,26 @@ async def run_cases(
         variants = {
             k: v
             for k, v in variants.items()
-            if k.startswith("floor: 3 sleeping") or any(o in k for o in only)
+            if k.startswith(("floor: 3 sleeping", DEFAULT_FLOOR)) or any(o in k for o in only)
         }
     audit = AuditActivities(AuditLog(Path(tempfile.mkdtemp(prefix="baton-bench-")) / "audit.jsonl"))
     for _ in range(rounds):
         for name, (transport, acts) in variants.items():
             queue = f"bench-{uuid.uuid4()}"
             llm = LlmActivities(providers, transport=transport_factory(transport))
-            worker = build_worker(
-                env.client,
-                task_queue=queue,
-                activities=[*llm.all(), *audit.all(), noop_action, sleep_half_second, noop],
-                extra_workflows=[MinimalSleeps],
-                max_concurrent_activities=cases * 3,
-            )
+            worker = (
+                # temporalio's defaults: the sandboxed runner, no interceptors
+                Worker(env.client, task_queue=queue, workflows=[MinimalSleeps],
+                       activities=[sleep_half_second, noop], max_concurrent_activities=cases * 3)
+                if name == DEFAULT_FLOOR
+                else build_worker(  # Baton's production worker, which the floor rows share
+                    env.client,
+                    task_queue=queue,
+                    activities=[*llm.all(), *audit.all(), noop_action, sleep_half_second, noop],
+                    extra_workflows=[MinimalSleeps],
+                    max_concurrent_activities=cases * 3,
+                )
+            )  # fmt: skip
             baton = BatonClient(env.client, task_queue=queue)
 
             async def governed(baton: BatonClient = baton, spec: SpecSnapshot = specs[
@@ -234,6 +246,12 @@ def report(transports: dict[str, tuple[float, float]], results: dict[str, list[R
             f"LLM server {per_call(lambda r: r.llm_cpu)}; "
             f"LLM connections opened {max(run.connections for run in runs)}"
         )
+    if DEFAULT_FLOOR in results:
+        default = results[DEFAULT_FLOOR]
+        for name, runs in results.items():
+            if name.startswith("baton") and "action" not in name:
+                paired = statistics.median(r.wall / d.wall for r, d in zip(runs, default, strict=True))
+                print(f"  {name} against the {DEFAULT_FLOOR}: ×{paired:.2f} (median of per-round ratios)")
     print(json.dumps({k: [vars(run) for run in v] for k, v in results.items()}))
 
 
