@@ -17,6 +17,8 @@ loopback from a script, so tests and the demo exercise the real HTTP path
         - status: 500
         - delay: 0.5                   # seconds before answering
           json: {...}
+        - json: {...}                  # with a Set-Cookie header, as a gateway might send
+          set_cookie: "route=a1"
 
 The agent is read from the system message Baton sends ("You are the 'drafter' agent").
 ``GET /v1/fake/stats`` reports connections accepted and requests answered.
@@ -56,6 +58,7 @@ class FakeReply(BaseModel):
     prose: dict[str, Any] | None = None
     raw: str | None = None
     usage: dict[str, int] | None = None
+    set_cookie: str | None = None  # a Set-Cookie header on this reply, as a gateway might send
 
     @model_validator(mode="after")
     def _one_body(self) -> FakeReply:
@@ -98,12 +101,13 @@ class FakeScript(BaseModel):
 
 @dataclass
 class Seen:
-    """A request the server answered (for tests): agent, body, whether a key came with it."""
+    """A request the server answered (for tests): agent, body, whether a key or cookie came with it."""
 
     agent: str
     body: dict[str, Any]
     authorization: str
     at: float
+    cookie: str = ""
 
 
 @dataclass
@@ -187,7 +191,9 @@ class FakeLlmServer:
         system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
         found = AGENT.search(system)
         agent = found.group(1) if found else "default"
-        self.seen.append(Seen(agent, request, headers.get("authorization", ""), time.monotonic()))
+        self.seen.append(
+            Seen(agent, request, headers.get("authorization", ""), time.monotonic(), headers.get("cookie", ""))
+        )
         wants_schema = (request.get("response_format") or {}).get("type") == "json_schema"
         if self.script.reject_response_format and wants_schema:
             return 400, "", {"error": {"message": "response_format json_schema is not supported"}}
@@ -198,7 +204,8 @@ class FakeLlmServer:
             extra = f"Retry-After: {reply.retry_after:g}\r\n" if reply.retry_after is not None else ""
             return reply.status, extra, {"error": {"message": reply.raw or f"scripted {reply.status}"}}
         usage = reply.usage or self.script.usage
-        return 200, "", {
+        cookie = f"Set-Cookie: {reply.set_cookie}\r\n" if reply.set_cookie else ""
+        return 200, cookie, {
             "id": f"chatcmpl-{len(self.seen)}",
             "object": "chat.completion",
             "model": request.get("model", "fake"),

@@ -12,10 +12,14 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import ActivityEnvironment
+
+from activities.llm import LlmActivities
+from activities.llm.providers import ProviderConfig
 
 from baton.demo import wait_for_approval
 from baton.fakellm import FakeLlmServer, FakeScript
-from baton.messages import AuditKind, Outcome
+from baton.messages import AgentInput, AuditKind, LlmCall, Outcome
 from baton.spec import ProcessSpec, snapshot_of
 from tests.conftest import Running, policy_recording_drafts, refund
 
@@ -195,3 +199,25 @@ async def test_cancelling_a_case_stops_its_llm_call(on_dev: Running, fake: FakeL
     assert len(calls_of(fake, "drafter")) == 1  # no further attempt after the cancel
     assert any(e.HasField("activity_task_canceled_event_attributes") for e in events)
     assert stopped_after < 5  # the heartbeat delivered the cancel long before the 20 s reply
+
+
+async def test_a_cookie_one_reply_sets_never_reaches_another_case() -> None:
+    """One client per provider serves every case on a worker: cookies must not carry over."""
+    script = FakeScript.model_validate(
+        {"agents": {"explainer": [{"json": NOTE, "set_cookie": "route=case-a; Path=/"}, {"json": NOTE}]}}
+    )
+    async with FakeLlmServer(script) as server:
+        llm = LlmActivities({"openai": ProviderConfig(base_url=server.base_url, default_model="m")})
+        try:
+            for case_id in ("case-a", "case-b"):
+                call = LlmCall(
+                    agent=AgentInput(case_id=case_id, process="p", step="explain", agent="explainer", case=CASE),
+                    provider="openai",
+                    prompt="Explain $case",
+                    contract="processes.contracts.refunds:Explanation",
+                )
+                result = await ActivityEnvironment().run(llm.llm_agent, call)
+                assert result.output == NOTE
+        finally:
+            await llm.aclose()
+    assert [s.cookie for s in server.seen] == ["", ""]  # the second case's request came without it

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import http.cookiejar
 import json
 import os
 import string
@@ -45,6 +46,22 @@ def make_transport(kind: str | None = None) -> httpx.AsyncBaseTransport:
     if kind == "httpx":
         return httpx.AsyncHTTPTransport(limits=LIMITS, retries=0)
     return AiohttpTransport(limits=LIMITS, retries=0)
+
+
+class NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing.
+
+    One client per provider serves every case on the worker, so a cookie that one
+    reply sets (a gateway's session or affinity cookie) would otherwise ride along
+    on every later case's requests: state shared across cases and tenants that no
+    audit event shows. LLM APIs authenticate with the API key, never with cookies.
+    """
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        """Drop it."""
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        """Keep nothing from a response."""
 
 
 def render_prompt(template: str, agent: AgentInput) -> str:
@@ -78,6 +95,7 @@ class LlmActivities:
                 transport=self._transport(),
                 timeout=httpx.Timeout(config.timeout_seconds, connect=10.0),
                 follow_redirects=False,
+                cookies=NoCookies(),
             )
         return self._clients[name]
 
