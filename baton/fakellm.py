@@ -191,9 +191,8 @@ class FakeLlmServer:
         system = next((m["content"] for m in request.get("messages", []) if m.get("role") == "system"), "")
         found = AGENT.search(system)
         agent = found.group(1) if found else "default"
-        self.seen.append(
-            Seen(agent, request, headers.get("authorization", ""), time.monotonic(), headers.get("cookie", ""))
-        )
+        key, cookie = headers.get("authorization", ""), headers.get("cookie", "")
+        self.seen.append(Seen(agent, request, key, time.monotonic(), cookie))
         wants_schema = (request.get("response_format") or {}).get("type") == "json_schema"
         if self.script.reject_response_format and wants_schema:
             return 400, "", {"error": {"message": "response_format json_schema is not supported"}}

@@ -64,13 +64,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main(cases: int, sample: int) -> None:
-    if port_open("127.0.0.1", PORT):
-        raise SystemExit(f"port {PORT} is busy")
+async def main(cases: int, sample: int, port: int = PORT) -> None:
+    if port_open("127.0.0.1", port) or port_open("127.0.0.1", port + 1000):
+        raise SystemExit(f"port {port} or its UI port {port + 1000} is busy")
     home = Path(tempfile.mkdtemp(prefix="baton-bench-"))
     settings = Settings(home=home, task_queue=f"bench-{uuid.uuid4()}", refunds_db_override=str(home / "r.db"))
     orders = seed_orders(RefundsDB(settings.refunds_db), cases)
-    server = DevServer(home / "temporal.db", port=PORT, ui_port=PORT + 1000,
+    server = DevServer(home / "temporal.db", port=port, ui_port=port + 1000,
                        search_attributes=search.TYPE_NAMES_BY_NAME)  # fmt: skip
     await server.start()
     env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "BATON_TASK_QUEUE": settings.task_queue,
@@ -147,5 +147,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--sample", type=int, default=200)
+    parser.add_argument("--port", type=int, default=PORT, help="dev server port (its UI: port + 1000)")
     options = parser.parse_args()
-    asyncio.run(main(options.cases, options.sample))
+    asyncio.run(main(options.cases, options.sample, options.port))

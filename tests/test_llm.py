@@ -16,7 +16,6 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.llm import LlmActivities
 from activities.llm.providers import ProviderConfig
-
 from baton.demo import wait_for_approval
 from baton.fakellm import FakeLlmServer, FakeScript
 from baton.messages import AgentInput, AuditKind, LlmCall, Outcome
@@ -211,7 +210,9 @@ async def test_a_cookie_one_reply_sets_never_reaches_another_case() -> None:
         try:
             for case_id in ("case-a", "case-b"):
                 call = LlmCall(
-                    agent=AgentInput(case_id=case_id, process="p", step="explain", agent="explainer", case=CASE),
+                    agent=AgentInput(
+                        case_id=case_id, process="p", step="explain", agent="explainer", case=CASE
+                    ),
                     provider="openai",
                     prompt="Explain $case",
                     contract="processes.contracts.refunds:Explanation",
