@@ -1,8 +1,9 @@
-"""The Baton worker: GovernedProcess plus every agent and action activity.
+"""The Baton worker: GovernedProcess, Baton's own activities, and one app's activities.
 
-Run it with ``baton worker`` (or ``python worker.py``). It connects using
-Temporal's standard environment variables, serves ``BATON_TASK_QUEUE``
-(default ``baton``), and drains in-flight work on SIGINT/SIGTERM.
+Run it with ``baton worker`` in an app (or ``--app PATH``). It connects using
+Temporal's standard environment variables, serves the app's task queue, refuses
+to start while any spec of the app names an activity, provider or role the
+deployment lacks, and drains in-flight work on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,27 +15,33 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from baton.logfilter import install_activity_log_filter
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities import build_activities
+from activities import BATON_ACTIVITY_NAMES, ActivitySet, build_activities
+from activities.llm.providers import ProviderConfig
 from baton import telemetry
+from baton.app import App, AppContext, activity_name
 from baton.connection import connect
+from baton.errors import BatonUsageError
+from baton.roles import YamlRoleDirectory
 from baton.settings import SandboxMode, Settings
+from baton.wiring import Wiring, app_problems
 from workflows import GovernedProcess
 
 log = logging.getLogger("baton.worker")
 
-PURE_MODULES = ("baton", "processes", "cel", "pydantic", "yaml")
+PURE_MODULES = ("baton", "cel", "pydantic", "yaml")
 """Pure libraries the workflow sandbox shares instead of re-importing per run."""
 
 WORKFLOW_MODULES = ("workflows",)
 """Baton's own deterministic workflow code."""
 
 
-def workflow_runner(mode: SandboxMode = "off") -> WorkflowRunner:
+def workflow_runner(mode: SandboxMode = "off", *, contracts: Sequence[str] = ()) -> WorkflowRunner:
     """How GovernedProcess runs: ``off`` in production, ``strict`` in every test and replay.
 
     The Python sandbox exists to catch non-deterministic *workflow code*. Baton's
@@ -45,10 +52,15 @@ def workflow_runner(mode: SandboxMode = "off") -> WorkflowRunner:
     every activation and payload: about 2.5 ms of worker CPU per LLM call in the
     LLM concurrency benchmark (BENCHMARKS.md). ``shared`` keeps a sandbox with
     Baton's modules passed through, for operators who want one anyway.
+
+    ``contracts`` are the app's contract modules: pure pydantic, imported once and
+    shared with the sandbox rather than re-imported for every case.
     """
     if mode == "off":
         return UnsandboxedWorkflowRunner()
-    modules = PURE_MODULES if mode == "strict" else PURE_MODULES + WORKFLOW_MODULES
+    modules = (*PURE_MODULES, *contracts)
+    if mode == "shared":
+        modules += WORKFLOW_MODULES
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(*modules)
     )
@@ -62,6 +74,7 @@ def build_worker(
     graceful_shutdown: timedelta = timedelta(seconds=20),
     extra_workflows: Sequence[type] = (),
     sandbox: SandboxMode = "off",
+    contracts: Sequence[str] = (),
     **options: Any,
 ) -> Worker:
     """A worker for GovernedProcess and the given activities on ``task_queue``."""
@@ -72,28 +85,103 @@ def build_worker(
         task_queue=task_queue,
         workflows=[GovernedProcess, *extra_workflows],
         activities=list(activities),
-        workflow_runner=workflow_runner(sandbox),
+        workflow_runner=workflow_runner(sandbox, contracts=contracts),
         graceful_shutdown_timeout=graceful_shutdown,
         **options,
     )
 
 
-async def run_worker(settings: Settings | None = None, *, stop: asyncio.Event | None = None) -> None:
-    """Connect, serve until ``stop`` is set (or SIGINT/SIGTERM), then drain."""
-    settings = settings or Settings()
-    telemetry.configure(settings.home, service="baton-worker")
-    client = await connect()
-    parts = build_activities(settings)
-    worker = build_worker(
-        client,
-        task_queue=settings.task_queue,
-        activities=parts.activities,
-        graceful_shutdown=timedelta(seconds=settings.shutdown_grace),
-        sandbox=settings.workflow_sandbox,
+class AppWorkerParts:
+    """Everything one app's worker serves, and what to close when it stops."""
+
+    def __init__(
+        self, own: ActivitySet, context: AppContext, app_activities: list[Callable[..., Any]]
+    ) -> None:
+        self.own, self.context, self.app_activities = own, context, app_activities
+
+    @property
+    def activities(self) -> list[Callable[..., Any]]:
+        """Baton's activities and the app's."""
+        return [*self.own.activities, *self.app_activities]
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Names of every activity served."""
+        return frozenset(activity_name(a) or "" for a in self.activities)
+
+    async def aclose(self) -> None:
+        """Close the app's resources, then Baton's shared clients."""
+        await self.context.aclose()
+        await self.own.aclose()
+
+
+def app_parts(
+    app: App, settings: Settings, *, providers: dict[str, ProviderConfig] | None = None
+) -> AppWorkerParts:
+    """Baton's own activities plus the app's, refusing a clash with Baton's names."""
+    app.activate()
+    context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
+    served = app.activities(context)
+    reserved = sorted({activity_name(a) for a in served} & BATON_ACTIVITY_NAMES)
+    if reserved:
+        raise BatonUsageError(f"{app.source}: activity name {reserved[0]!r} is reserved for Baton's own")
+    return AppWorkerParts(build_activities(settings, providers=providers), context, served)
+
+
+def check_app(app: App, settings: Settings, parts: AppWorkerParts) -> list[str]:
+    """Every spec of ``app`` checked against what this worker serves; contracts' modules.
+
+    Raises:
+        BatonUsageError: listing every problem (a worker must not serve a spec
+            naming an activity it lacks: that case would escalate to people).
+    """
+    wiring = Wiring(
+        roles=YamlRoleDirectory(settings.roles_file).roles(),
+        activities=parts.names,
+        providers=frozenset(parts.own.llm.providers),
     )
-    stop = stop or _stop_on_signals()
-    log.info("worker serving task queue %r", settings.task_queue)
+    problems = app_problems(app, wiring)
+    if problems:
+        listing = "\n".join(f"  {p}" for p in problems)
+        raise BatonUsageError(f"the worker for app {app.name!r} will not start:\n{listing}")
+    return contract_modules(app, wiring)
+
+
+def contract_modules(app: App, wiring: Wiring) -> list[str]:
+    """Top-level packages of every contract the app's specs name (shared with the sandbox)."""
+    found: set[str] = set()
+    for path in app.processes().values():
+        spec = wiring.load(path)
+        for ref in [spec.input, *(a.output for a in spec.agents.values())]:
+            found.add(ref.partition(":")[0].split(".")[0])
+    return sorted(found | set(app.config.contract_aliases.values()))
+
+
+async def run_worker(
+    app: App,
+    settings: Settings | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    providers: dict[str, ProviderConfig] | None = None,
+) -> None:
+    """Connect, serve ``app`` until ``stop`` is set (or SIGINT/SIGTERM), then drain."""
+    settings = settings or Settings.for_app(app)
+    install_activity_log_filter()
+    parts = app_parts(app, settings, providers=providers)
     try:
+        contracts = check_app(app, settings, parts)
+        telemetry.configure(settings.home, service=f"baton-worker-{app.name}")
+        client = await connect()
+        worker = build_worker(
+            client,
+            task_queue=settings.task_queue,
+            activities=parts.activities,
+            graceful_shutdown=timedelta(seconds=settings.shutdown_grace),
+            sandbox=settings.workflow_sandbox,
+            contracts=contracts,
+        )
+        stop = stop or _stop_on_signals()
+        log.info("worker for app %r serving task queue %r", app.name, settings.task_queue)
         async with worker:
             await stop.wait()
     finally:
@@ -111,9 +199,9 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def main() -> None:
-    """Entry point for ``python worker.py``."""
+    """Entry point for ``python worker.py`` (the app from ``$BATON_APP`` or the working directory)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(run_worker())
+    asyncio.run(run_worker(App.require()))
 
 
 if __name__ == "__main__":

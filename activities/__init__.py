@@ -1,7 +1,8 @@
-"""Agents and side effects, each a Temporal activity.
+"""Baton's own activities: the LLM agent, the audit log, the directory, notifications.
 
-``build_activities`` is what the worker registers: the reference process's
-agents and action, plus Baton's own directory lookup and notifications.
+An app's agents and actions are not here: the app names them in its own file
+(``baton.toml``), and ``worker.py`` serves them beside these. ``build_activities``
+binds Baton's activities to one worker's settings.
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ from typing import Any
 from activities.audit import AuditActivities
 from activities.directory import DirectoryActivities
 from activities.llm import LlmActivities
-from activities.llm.providers import load_providers
+from activities.llm.providers import ProviderConfig, load_providers
 from activities.notify import NotifyActivities
-from activities.refunds import RefundActivities
+from baton.app import activity_name
 from baton.auditlog import AuditLog
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings
+
+BATON_ACTIVITY_NAMES = frozenset(
+    name
+    for cls in (AuditActivities, DirectoryActivities, LlmActivities, NotifyActivities)
+    for value in vars(cls).values()
+    if (name := activity_name(value)) is not None
+)
+"""Names Baton serves on every worker; an app may not reuse them."""
 
 
 @dataclass
@@ -35,29 +44,30 @@ class ActivitySet:
         await self.llm.aclose()
 
 
-def build_activities(settings: Settings) -> ActivitySet:
-    """Every activity the worker serves, bound to ``settings``' files."""
+def build_activities(
+    settings: Settings, *, providers: dict[str, ProviderConfig] | None = None
+) -> ActivitySet:
+    """Baton's own activities, bound to ``settings``' files.
+
+    Args:
+        settings: where the roles, providers and audit log are.
+        providers: LLM providers to use instead of the providers file (``baton dev``
+            points every provider at the scripted stand-in this way).
+    """
     directory = YamlRoleDirectory(settings.roles_file)
-    refunds = RefundActivities(settings.refunds_db, pause_after_write=settings.chaos_pause)
     notify = NotifyActivities(directory)
-    llm = LlmActivities(load_providers(settings.providers_file))
+    llm = LlmActivities(providers if providers is not None else load_providers(settings.providers_file))
     audit = AuditActivities(AuditLog(settings.audit_log))
-    served = [
-        *refunds.all(),
-        *DirectoryActivities(directory).all(),
-        *notify.all(),
-        *llm.all(),
-        *audit.all(),
-    ]
+    served = [*DirectoryActivities(directory).all(), *notify.all(), *llm.all(), *audit.all()]
     return ActivitySet(served, notify, llm)
 
 
 __all__ = [
+    "BATON_ACTIVITY_NAMES",
     "ActivitySet",
     "AuditActivities",
     "DirectoryActivities",
     "LlmActivities",
     "NotifyActivities",
-    "RefundActivities",
     "build_activities",
 ]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,13 @@ from typing import Any
 import yaml
 
 from baton import auditlog, search, telemetry, traces
+from baton.app import App
+from baton.casefile import read_case_file
+from baton.catalog import Catalog
 from baton.client import BatonClient
 from baton.errors import BatonRuntimeError, BatonUsageError, SpecError
 from baton.messages import AuditEvent, Verdict
-from baton.roles import YamlRoleDirectory
-from baton.settings import Settings, resolve_process
-from baton.spec import load_spec
+from baton.settings import Settings
 from baton.spec.diagram import mermaid
 
 VERDICTS: dict[str, Verdict] = {
@@ -37,22 +40,6 @@ VERDICTS: dict[str, Verdict] = {
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
-def read_case_file(path: str) -> Any:
-    """Read a JSON or YAML case file, naming the line of a syntax error."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BatonUsageError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        if path.endswith((".yaml", ".yml")):
-            return yaml.safe_load(text)
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BatonUsageError(f"{path}: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        raise BatonUsageError(f"{path}: {exc}") from None
-
-
 def _dump(value: Any) -> str:
     if hasattr(value, "model_dump"):
         value = value.model_dump(mode="json")
@@ -61,46 +48,75 @@ def _dump(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-async def _client(args: argparse.Namespace) -> BatonClient:
-    return await BatonClient.connect(address=args.address, namespace=args.namespace, profile=args.profile)
+def _app(args: argparse.Namespace, *, required: bool = False) -> App | None:
+    """The app this command works on (``--app``, ``$BATON_APP``, or found upwards), activated."""
+    app = App.require(explicit=args.app) if required else App.find(explicit=args.app)
+    if app is not None:
+        app.activate()
+    return app
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.for_app(App.find(explicit=args.app))
+
+
+async def _client(args: argparse.Namespace, *, app: App | None = None) -> BatonClient:
+    return await BatonClient.connect(
+        address=args.address, namespace=args.namespace, profile=args.profile, app=app
+    )
+
+
+def _catalog(args: argparse.Namespace) -> Catalog:
+    """Specs by name in the app (or by path), checked against its wiring: no connection needed."""
+    app = _app(args)
+    settings = Settings.for_app(app)
+    if getattr(args, "roles", None):
+        settings = dataclasses.replace(settings, roles_file=Path(args.roles))
+    return Catalog(app, settings)
 
 
 async def cmd_validate(args: argparse.Namespace) -> int:
-    roles_file = Path(args.roles) if args.roles else Settings().roles_file
-    roles = YamlRoleDirectory(roles_file).roles()
-    try:
-        spec = load_spec(resolve_process(args.file), roles=roles)
-    except SpecError as exc:
-        if args.json:
-            print(json.dumps({"ok": False, "problems": exc.problems}, indent=2))
-        else:
-            for problem in exc.problems:
-                print(f"{exc.source}: {problem}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": True,
-                    "process": spec.process,
-                    "version": spec.version,
-                    "sha256": spec.sha256(),
-                }
-            )
-        )
+    client = _catalog(args)
+    if args.process:
+        targets = [client.resolve(args.process)]
+    elif client.app is not None:
+        targets = list(client.app.processes().values())
     else:
-        print("ok")
-    return 0
+        raise BatonUsageError(
+            "name a spec file, or run in an app (or pass --app) to validate all its processes"
+        )
+    results: list[dict[str, Any]] = []
+    for path in targets:
+        try:
+            spec = client.wiring.load(path)
+        except SpecError as exc:
+            results.append({"ok": False, "source": exc.source, "problems": exc.problems})
+            if not args.json:
+                for problem in exc.problems:
+                    print(f"{exc.source}: {problem}", file=sys.stderr)
+            continue
+        results.append({"ok": True, "source": str(path), "process": spec.process,
+                        "version": spec.version, "sha256": spec.sha256()})  # fmt: skip
+        if not args.json:
+            print(f"ok {spec.process}" if len(targets) > 1 else "ok")
+    if args.json:
+        print(json.dumps(results[0] if args.process else results, indent=2))
+    if client.app is None and not args.json:
+        print("(no app: activities were not checked; run in an app or pass --app)", file=sys.stderr)
+    return 0 if all(r["ok"] for r in results) else 2
 
 
 async def cmd_diagram(args: argparse.Namespace) -> int:
-    print(mermaid(load_spec(resolve_process(args.file))), end="")
+    client = _catalog(args)
+    print(mermaid(client.wiring.load(client.resolve(args.process))), end="")
     return 0
 
 
 async def cmd_start(args: argparse.Namespace) -> int:
     case = read_case_file(args.case)
-    client = await _client(args)
+    app = _app(args)
+    client = await _client(args, app=app)
+    client.load(args.process)  # the spec and its wiring are checked before a connection matters
     case_id = await client.start_case(args.process, case, case_id=args.id, submitted_by=args.user)
     if not args.wait:
         print(json.dumps({"case_id": case_id}) if args.json else case_id)
@@ -222,7 +238,7 @@ def _age(seconds: float) -> str:
 
 async def cmd_audit(args: argparse.Namespace) -> int:
     if args.target == "verify":
-        path = Path(args.file) if args.file else Settings().audit_log
+        path = Path(args.file) if args.file else _settings(args).audit_log
         if not path.exists():
             raise BatonUsageError(f"no audit log at {path}")
         verdict = auditlog.verify(path)
@@ -230,7 +246,7 @@ async def cmd_audit(args: argparse.Namespace) -> int:
         return 0 if verdict.ok else 1
     if args.log:
         records = list(
-            auditlog.read(Path(args.file) if args.file else Settings().audit_log, case_id=args.target)
+            auditlog.read(Path(args.file) if args.file else _settings(args).audit_log, case_id=args.target)
         )
         if not records:
             raise BatonUsageError(f"no records of case {args.target!r} in the audit log")
@@ -247,7 +263,7 @@ async def cmd_audit(args: argparse.Namespace) -> int:
 
 
 async def cmd_trace(args: argparse.Namespace) -> int:
-    path = Path(args.file) if args.file else Settings().home / "traces.jsonl"
+    path = Path(args.file) if args.file else _settings(args).home / "traces.jsonl"
     tree = traces.case_tree(path, args.case_id)
     if not tree:
         raise BatonUsageError(f"no spans of case {args.case_id!r} in {path}")
@@ -258,47 +274,77 @@ async def cmd_trace(args: argparse.Namespace) -> int:
 async def cmd_worker(args: argparse.Namespace) -> int:
     from worker import run_worker
 
-    await run_worker(Settings())
+    app = _app(args, required=True)
+    assert app is not None
+    await run_worker(app)
     return 0
 
 
 async def cmd_dev(args: argparse.Namespace) -> int:
-    from activities.refunds.db import RefundsDB
+    from baton.demo import offline_providers
     from baton.devserver import DevServer
     from worker import run_worker
 
-    settings = Settings()
-    RefundsDB(settings.refunds_db).ensure()
+    app = _app(args, required=True)
+    assert app is not None
+    settings = Settings.for_app(app)
     server = DevServer(
-        settings.temporal_db,
+        Path(args.db) if args.db else settings.temporal_db,
+        port=args.port,
+        ui_port=args.ui_port,
         log_file=settings.home / "temporal.log",
         search_attributes=search.TYPE_NAMES_BY_NAME,
     )
     await server.start()
-    print(f"Temporal dev server on {server.address} (db {settings.temporal_db})")
-    print(f"Web UI: http://localhost:{server.ui_port}    worker on task queue {settings.task_queue!r}")
-    print("Ctrl-C stops both.")
+    os.environ["TEMPORAL_ADDRESS"] = server.address  # this process's worker, and nothing else
+    print(f"Temporal dev server on {server.address} (db {server.db_file})")
+    print(
+        f"Web UI: http://localhost:{server.ui_port}    app {app.name!r} on task queue {settings.task_queue!r}"
+    )
     try:
-        await run_worker(settings)
+        async with offline_providers(app, settings) if not args.real_llm else _none() as providers:
+            print("Ctrl-C stops both.")
+            await run_worker(app, settings, providers=providers)
     finally:
         server.stop()
         print("stopped dev server and worker")
     return 0
 
 
+@contextlib.asynccontextmanager
+async def _none() -> AsyncIterator[None]:
+    yield None
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from baton.demo import run_demo
 
-    ok = await run_demo(Settings(), use_existing_server=args.no_server)
+    app = _app(args, required=True)
+    assert app is not None
+    ok = await run_demo(app, Settings.for_app(app), use_existing_server=args.no_server)
     return 0 if ok else 1
 
 
 async def cmd_seed(args: argparse.Namespace) -> int:
-    from activities.refunds.db import RefundsDB
+    from baton.app import AppContext
 
-    db = RefundsDB(Settings().refunds_db)
-    db.reset() if args.reset else db.ensure()
-    print(f"refunds database ready at {db.path}")
+    app = _app(args, required=True)
+    assert app is not None
+    settings = Settings.for_app(app)
+    context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
+    done = app.seed(context, reset=args.reset)
+    print(done or f"app {app.name!r} declares no seed function: nothing to do")
+    return 0
+
+
+async def cmd_init(args: argparse.Namespace) -> int:
+    from baton.scaffold import write_app
+
+    target = write_app(Path(args.directory or args.name), name=args.name)
+    print(f"wrote app {args.name!r} in {target}\n")
+    print(
+        f"  cd {target}\n  baton validate\n  baton dev            # terminal 1\n  baton start ...      # see README.md"
+    )
     return 0
 
 
@@ -310,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile", help="Temporal config profile (TLS, API key; default: $TEMPORAL_PROFILE or 'default')"
     )
+    parser.add_argument(
+        "--app",
+        help="the app (a directory, baton.toml or pyproject.toml; default: $BATON_APP, "
+        "else found from the working directory upwards)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -318,22 +369,31 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    add("dev", cmd_dev, "run the embedded Temporal dev server and a worker until Ctrl-C")
-    add("worker", cmd_worker, "run a worker against $TEMPORAL_ADDRESS")
-    demo = add("demo", cmd_demo, "run the demo scenario on the embedded dev server")
+    p = add("init", cmd_init, "write a new app that works at once (specs, agents, tests)")
+    p.add_argument("name", help="the app's name, e.g. invoices")
+    p.add_argument("directory", nargs="?", help="where to write it (default: ./NAME)")
+    dev = add("dev", cmd_dev, "run the embedded Temporal dev server and the app's worker until Ctrl-C")
+    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port (default 7233)")
+    dev.add_argument("--ui-port", type=int, default=8233, help="Web UI port (default 8233)")
+    dev.add_argument("--db", help="dev server SQLite file (default: the app's home/temporal.db)")
+    dev.add_argument(
+        "--real-llm", action="store_true", help="call the real providers, not the app's scripted stand-in"
+    )
+    add("worker", cmd_worker, "run the app's worker against $TEMPORAL_ADDRESS")
+    demo = add("demo", cmd_demo, "run the app's demo scenario on the embedded dev server")
     demo.add_argument("--no-server", action="store_true", help="use the server at $TEMPORAL_ADDRESS")
-    seed = add("seed", cmd_seed, "create and seed the refunds database")
+    seed = add("seed", cmd_seed, "create the app's own data (its seed function)")
     seed.add_argument("--reset", action="store_true", help="drop and re-seed it")
 
-    p = add("validate", cmd_validate, "check a process spec; prints ok or every problem")
-    p.add_argument("file", help="spec file or bundled process name")
-    p.add_argument("--roles", help="roles directory YAML (default: $BATON_ROLES_FILE)")
+    p = add("validate", cmd_validate, "check the app's specs (or one); prints ok or every problem")
+    p.add_argument("process", nargs="?", help="a process of the app, or a spec file (default: all)")
+    p.add_argument("--roles", help="roles directory YAML (default: the app's, or $BATON_ROLES_FILE)")
     p.add_argument("--json", action="store_true")
     p = add("diagram", cmd_diagram, "print a Mermaid flowchart of a process spec")
-    p.add_argument("file", help="spec file or bundled process name")
+    p.add_argument("process", help="a process of the app, or a spec file")
 
     p = add("start", cmd_start, "start a case (validated before anything starts)")
-    p.add_argument("process", help="process name (e.g. refund-request) or spec file")
+    p.add_argument("process", help="a process of the app (e.g. refund-request) or a spec file")
     p.add_argument("--case", required=True, help="JSON or YAML file with the case input")
     p.add_argument("--id", help="case id (default: generated)")
     p.add_argument("--as", dest="user", default=os.environ.get("USER", "cli"), help="submitter")
@@ -389,9 +449,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    if args.command not in ("validate", "diagram", "trace", "fake-llm", "seed"):
-        telemetry.configure(Settings().home, service=f"baton-{args.command}")
     try:
+        if args.command not in ("validate", "diagram", "trace", "fake-llm", "seed", "init", "worker", "dev"):
+            telemetry.configure(_settings(args).home, service=f"baton-{args.command}")
         code = asyncio.run(args.handler(args))
     except SpecError as exc:
         for problem in exc.problems:

@@ -13,16 +13,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
+from temporalio.api.common.v1 import Payload
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.client import Client, WorkflowExecution, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import RawValue, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from baton import search
+from baton.catalog import Catalog
+from baton.codec import KEYS_HINT, CodecKeyError, is_encrypted
 from baton.connection import connect
 from baton.contracts import check_against, resolve_contract, validation_problems
 from baton.errors import BatonUsageError, CaseInputError, SpecError
@@ -36,9 +40,12 @@ from baton.messages import (
     HumanDecision,
     Verdict,
 )
-from baton.roles import YamlRoleDirectory
-from baton.settings import Settings, resolve_process
-from baton.spec import ProcessSpec, SpecSnapshot, load_spec, snapshot_of
+from baton.settings import Settings
+from baton.spec import ProcessSpec, SpecSnapshot
+
+if TYPE_CHECKING:
+    from baton.app import App
+    from baton.wiring import Wiring
 
 WORKFLOW_NAME = "GovernedProcess"
 MAX_CASE_BYTES = int(os.environ.get("BATON_MAX_CASE_BYTES", str(256 * 1024)))
@@ -91,11 +98,25 @@ def prepare_case(spec: ProcessSpec, case: Any) -> dict[str, Any]:
 class BatonClient:
     """Start and steer governed cases on one Temporal namespace and task queue."""
 
-    def __init__(self, client: Client, *, task_queue: str, settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str,
+        settings: Settings | None = None,
+        app: App | None = None,
+        wiring: Wiring | None = None,
+    ) -> None:
         self.temporal = client
         self.task_queue = task_queue
-        self.settings = settings or Settings()
+        self.settings = settings or Settings.for_app(app)
+        self.catalog = Catalog(app, self.settings, wiring)
         self._indexed: bool | None = None
+
+    @property
+    def app(self) -> App | None:
+        """The app whose processes this client starts by name, if any."""
+        return self.catalog.app
 
     async def index_ready(self) -> bool:
         """True when the namespace has Baton's search attributes (checked once per client)."""
@@ -118,17 +139,20 @@ class BatonClient:
         namespace: str | None = None,
         profile: str | None = None,
         settings: Settings | None = None,
+        app: App | None = None,
     ) -> BatonClient:
-        """Connect using Temporal's environment variables and config profile (``baton.connection``)."""
-        settings = settings or Settings()
+        """Connect using Temporal's environment variables and config profile (``baton.connection``).
+
+        With ``app``, processes are found by name in the app and every start checks
+        the spec's wiring (activities, providers, roles) before anything reaches Temporal.
+        """
+        settings = settings or Settings.for_app(app)
         client = await connect(address=address, namespace=namespace, profile=profile)
-        return cls(client, task_queue=settings.task_queue, settings=settings)
+        return cls(client, task_queue=settings.task_queue, settings=settings, app=app)
 
     def load(self, process: str | Path) -> SpecSnapshot:
-        """Load and validate a spec by name or path, checking ladder roles against the directory."""
-        path = resolve_process(str(process))
-        roles = YamlRoleDirectory(self.settings.roles_file).roles()
-        return snapshot_of(load_spec(path, roles=roles), source=str(path))
+        """Load and validate a spec by name or path, with its wiring (roles, activities, providers)."""
+        return self.catalog.load(process)
 
     async def start_case(
         self,
@@ -185,9 +209,15 @@ class BatonClient:
                 },
                 static_summary=f"{spec.process} v{spec.version} · case {case_id}",
                 static_details=spec.description or None,
+                # A case id names one case forever: a closed case's id is never reused,
+                # so nothing (an idempotency key, an audit record) can be mistaken for its.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
         except WorkflowAlreadyStartedError:
-            raise BatonUsageError(f"case id {case_id!r} is already in use") from None
+            raise BatonUsageError(
+                f"case id {case_id!r} is already used (by a running or a closed case); "
+                "case ids are never reused: pick another id"
+            ) from None
         return case_id
 
     def handle(self, case_id: str) -> WorkflowHandle[Any, CaseResult]:
@@ -195,16 +225,34 @@ class BatonClient:
         return self.temporal.get_workflow_handle(case_id, result_type=CaseResult)
 
     async def result(self, case_id: str) -> CaseResult:
-        """Wait for the case to end and return its result."""
-        return await self.handle(case_id).result()
+        """Wait for the case to end and return its result.
+
+        Raises:
+            BatonUsageError: the case is encrypted and this client lacks its keys.
+        """
+        raw = self.temporal.get_workflow_handle(case_id, result_type=RawValue)
+        try:
+            value = await raw.result()
+        except CodecKeyError as exc:
+            raise _wrong_key(case_id, exc) from None
+        result: CaseResult = self._decode(case_id, value, CaseResult)
+        return result
 
     async def status(self, case_id: str) -> CaseStatus:
-        """The case's live status (stage, what it waits for, outcome)."""
+        """The case's live status (stage, what it waits for, outcome).
+
+        Raises:
+            BatonUsageError: no such case, or it is encrypted and this client lacks its keys.
+        """
         status: CaseStatus = await self._query(case_id, "status", CaseStatus)
         return status
 
     async def audit(self, case_id: str) -> list[AuditEvent]:
-        """The case's audit trail so far."""
+        """The case's audit trail so far.
+
+        Raises:
+            BatonUsageError: no such case, or it is encrypted and this client lacks its keys.
+        """
         events: list[AuditEvent] = await self._query(case_id, "audit", list[AuditEvent])
         return events
 
@@ -224,10 +272,15 @@ class BatonClient:
         :class:`DecisionRefusedError` at once; a repeated ``decision_id`` applies once.
         With ``signal=True`` it is fire and forget: the case records a refusal in
         its audit trail, and this returns None.
+
+        A case this client cannot read (encrypted, and the keys are missing or
+        wrong) is refused before anything is sent: without the keys the decision
+        would land in its history as plain text, or as data its workers cannot open.
         """
         decision_id = decision_id or uuid.uuid4().hex
         handle = self.handle(case_id)
         try:
+            await self._check_readable(case_id)
             if signal:
                 decision = HumanDecision(approver=approver, comment=comment, decision_id=decision_id)
                 await handle.signal(verdict, decision)
@@ -282,7 +335,6 @@ class BatonClient:
         found: list[PendingCase] = []
         async for wf in self.temporal.list_workflows(query, limit=limit):
             attrs = wf.typed_search_attributes
-            memo = await wf.memo()
             found.append(
                 PendingCase(
                     case_id=wf.id,
@@ -292,16 +344,87 @@ class BatonClient:
                     started=wf.start_time,
                     deadline=attrs.get(search.DEADLINE),
                     amount=attrs.get(search.AMOUNT),
-                    summary=str(memo.get("summary", "")),
+                    summary=await _summary(wf),
                 )
             )
         return sorted(found, key=lambda p: p.started)
 
     async def _query(self, case_id: str, name: str, result_type: Any) -> Any:
+        # Asked for raw, so an encrypted reply this client cannot open is recognised
+        # here instead of failing inside the SDK's converter with a bare KeyError.
         try:
-            return await self.handle(case_id).query(name, result_type=result_type)
+            raw = await self.temporal.get_workflow_handle(case_id).query(name, result_type=RawValue)
         except RPCError as exc:
             raise _not_found(case_id, exc) from None
+        except CodecKeyError as exc:
+            raise _wrong_key(case_id, exc) from None
+        return self._decode(case_id, raw, result_type)
+
+    def _decode(self, case_id: str, raw: Any, result_type: Any) -> Any:
+        """Convert a payload the codec (if any) has already decoded into ``result_type``."""
+        if not isinstance(raw, RawValue):
+            return raw  # no payload at all (None)
+        if is_encrypted(raw.payload):
+            raise _encrypted(case_id)
+        context = WorkflowSerializationContext(namespace=self.temporal.namespace, workflow_id=case_id)
+        converter = self.temporal.data_converter.with_context(context).payload_converter
+        return converter.from_payloads([raw.payload], [result_type])[0]
+
+    async def _check_readable(self, case_id: str) -> None:
+        """Raise BatonUsageError unless this client can open the case's payloads (its memo)."""
+        description = await self.temporal.get_workflow_handle(case_id).describe()
+        fields = description.raw_info.memo.fields
+        if not fields:
+            return
+        name = next(iter(fields))
+        try:
+            raw = await description.memo_value(name, type_hint=RawValue)
+        except CodecKeyError as exc:
+            raise _wrong_key(case_id, exc) from None
+        if is_encrypted(raw.payload):
+            raise _encrypted(case_id)
+
+
+async def _summary(wf: WorkflowExecution) -> str:
+    """The inbox summary from the memo, or a note saying why it cannot be read here.
+
+    One encrypted case must not break the whole inbox for a client without its keys:
+    the rest of the line (ids, role, deadline, amount) comes from search attributes,
+    which are never encrypted.
+    """
+    try:
+        raw = await wf.memo_value("summary", None, type_hint=RawValue)
+    except CodecKeyError as exc:
+        return f"(encrypted: {_key_problem(exc)})"
+    if raw is None:
+        return ""
+    payload: Payload = raw.payload
+    if is_encrypted(payload):
+        return "(encrypted: set BATON_CODEC_KEYS)"
+    return str(wf.data_converter.payload_converter.from_payloads([payload])[0])
+
+
+def _encrypted(case_id: str) -> BatonUsageError:
+    return BatonUsageError(f"case {case_id!r} is encrypted: {KEYS_HINT}")
+
+
+def _key_problem(exc: CodecKeyError) -> str:
+    if exc.missing:
+        return f"its key {exc.key_id!r} is not among BATON_CODEC_KEYS"
+    return f"the key {exc.key_id!r} in BATON_CODEC_KEYS does not decrypt it"
+
+
+def _wrong_key(case_id: str, exc: CodecKeyError) -> BatonUsageError:
+    if exc.missing:
+        return BatonUsageError(
+            f"case {case_id!r} is encrypted with key {exc.key_id!r}, which BATON_CODEC_KEYS "
+            f"(or BATON_CODEC_KEYS_FILE) lacks; add key {exc.key_id!r} as its workers have it"
+        )
+    return BatonUsageError(
+        f"case {case_id!r} is encrypted with key {exc.key_id!r}, but the key with that id in "
+        "BATON_CODEC_KEYS (or BATON_CODEC_KEYS_FILE) does not decrypt it; use the same key "
+        "bytes its workers use"
+    )
 
 
 def _quote(value: str) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
@@ -28,6 +29,38 @@ from baton.errors import BatonUsageError
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
+KEYS_HINT = "set BATON_CODEC_KEYS (or BATON_CODEC_KEYS_FILE) to the keys its workers use"
+"""The fix for reading an encrypted case without keys, quoted in every such error."""
+
+
+def is_encrypted(payload: Payload) -> bool:
+    """True if ``payload`` is still sealed by :class:`AesGcmCodec` (no codec, or none decoded it)."""
+    return payload.metadata.get("encoding") == ENCODING
+
+
+class CodecKeyError(ValueError):
+    """An encrypted payload this codec cannot open: its key id is unknown, or the key is wrong.
+
+    A ValueError, as before, for callers that catch that; its own class so that
+    clients can tell "wrong keys configured" (a usage error with a fix) from a bug.
+
+    Attributes:
+        key_id: the key id the payload names.
+        missing: True if no key has that id; False if the key with that id does not
+            open the payload (different key bytes, or the payload was altered).
+    """
+
+    def __init__(self, key_id: str, *, missing: bool) -> None:
+        self.key_id = key_id
+        self.missing = missing
+        if missing:
+            message = f"no codec key {key_id!r} to decrypt this payload (rotated out?)"
+        else:
+            message = (
+                f"codec key {key_id!r} does not decrypt this payload "
+                "(not the key it was encrypted with, or the payload was altered)"
+            )
+        super().__init__(message)
 
 
 class AesGcmCodec(PayloadCodec):
@@ -55,7 +88,11 @@ class AesGcmCodec(PayloadCodec):
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Decrypt encrypted payloads; pass others through (histories from before encryption)."""
+        """Decrypt encrypted payloads; pass others through (histories from before encryption).
+
+        Raises:
+            CodecKeyError: a payload names a key id this codec lacks, or its key does not fit.
+        """
         out = []
         for payload in payloads:
             if payload.metadata.get("encoding") != ENCODING:
@@ -64,8 +101,11 @@ class AesGcmCodec(PayloadCodec):
             key_id = payload.metadata.get(KEY_ID, b"").decode()
             cipher = self._ciphers.get(key_id)
             if cipher is None:
-                raise ValueError(f"no codec key {key_id!r} to decrypt this payload (rotated out?)")
-            plain = cipher.decrypt(payload.data[:12], payload.data[12:], key_id.encode())
+                raise CodecKeyError(key_id, missing=True)
+            try:
+                plain = cipher.decrypt(payload.data[:12], payload.data[12:], key_id.encode())
+            except InvalidTag:
+                raise CodecKeyError(key_id, missing=False) from None
             out.append(Payload.FromString(plain))
         return out
 

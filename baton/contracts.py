@@ -18,12 +18,30 @@ class ContractError(Exception):
     """An import path does not name a pydantic model."""
 
 
+_ALIASES: dict[str, str] = {}
+
+
+def alias_modules(aliases: dict[str, str]) -> None:
+    """Resolve contracts of module ``old`` from module ``new`` (an app's ``contract_aliases``).
+
+    A spec snapshot names its contracts by import path and lives in each case's
+    history, so renaming a contract module would strand every running case. An
+    alias keeps old paths resolving. Set before any case runs (the worker and the
+    CLI do it when they load the app); later additions clear the resolution cache.
+    """
+    changed = {old: new for old, new in aliases.items() if _ALIASES.get(old) != new}
+    if changed:
+        _ALIASES.update(changed)
+        resolve_contract.cache_clear()
+
+
 @lru_cache(maxsize=256)
 def resolve_contract(path: str) -> type[BaseModel]:
     """Import the model named by ``module:Class``; raises ContractError if it does not resolve."""
     module_name, sep, qualname = path.partition(":")
     if not sep or not module_name or not qualname:
         raise ContractError(f"{path!r} is not of the form 'package.module:ClassName'")
+    module_name = _ALIASES.get(module_name, module_name)
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:

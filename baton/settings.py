@@ -10,46 +10,58 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, cast, get_args
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from baton.errors import BatonUsageError
-from processes import specs_dir
+
+if TYPE_CHECKING:
+    from baton.app import App
 
 DEFAULT_TASK_QUEUE = "baton"
+DEFAULT_PROVIDERS_FILE = Path(__file__).resolve().parent / "defaults" / "providers.yaml"
+"""Baton's own providers file (OpenAI, Ollama), used when an app declares none."""
 
 SandboxMode = Literal["off", "shared", "strict"]
 """How the worker runs GovernedProcess: see ``worker.workflow_runner``."""
 
 
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Where Baton keeps its files and which task queue it serves."""
+    """Where Baton keeps its files and which task queue it serves.
 
-    home: Path = field(default_factory=lambda: Path(os.environ.get("BATON_HOME", ".baton")))
-    task_queue: str = field(default_factory=lambda: os.environ.get("BATON_TASK_QUEUE", DEFAULT_TASK_QUEUE))
-    roles_file: Path = field(
-        default_factory=lambda: Path(os.environ.get("BATON_ROLES_FILE", str(specs_dir() / "roles.yaml")))
-    )
+    Built from an app with :meth:`for_app`; the environment (``BATON_HOME``,
+    ``BATON_TASK_QUEUE``, ``BATON_ROLES_FILE``, ``BATON_PROVIDERS_FILE``) wins over
+    the app file, so one app deploys to several environments unchanged.
+    """
+
+    home: Path = field(default_factory=lambda: Path(_env("BATON_HOME", ".baton")))
+    task_queue: str = field(default_factory=lambda: _env("BATON_TASK_QUEUE", DEFAULT_TASK_QUEUE))
+    roles_file: Path = field(default_factory=lambda: Path(_env("BATON_ROLES_FILE", "roles.yaml")))
     providers_file: Path = field(
-        default_factory=lambda: Path(
-            os.environ.get("BATON_PROVIDERS_FILE", str(specs_dir() / "providers.yaml"))
-        )
+        default_factory=lambda: Path(_env("BATON_PROVIDERS_FILE", str(DEFAULT_PROVIDERS_FILE)))
     )
-    chaos_pause: float = field(
-        default_factory=lambda: float(os.environ.get("BATON_CHAOS_PAUSE_AFTER_WRITE", "0"))
-    )
-    """Crash tests only: seconds the refund action waits after its ledger commit."""
     shutdown_grace: float = field(
         default_factory=lambda: float(os.environ.get("BATON_SHUTDOWN_GRACE_SECONDS", "20"))
     )
     """How long SIGTERM lets in-flight activities finish before they are cancelled."""
     sandbox_choice: str = field(default_factory=lambda: os.environ.get("BATON_WORKFLOW_SANDBOX", "off"))
-    refunds_db_override: str | None = field(default_factory=lambda: os.environ.get("BATON_REFUNDS_DB"))
 
-    @property
-    def refunds_db(self) -> Path:
-        """SQLite file of the reference process's orders and refund ledger."""
-        return Path(self.refunds_db_override) if self.refunds_db_override else self.home / "refunds.db"
+    @classmethod
+    def for_app(cls, app: App | None) -> Settings:
+        """Settings of ``app`` (its home, queue, roles and providers), the environment winning."""
+        if app is None:
+            return cls()
+        providers = app.providers_file or DEFAULT_PROVIDERS_FILE
+        return cls(
+            home=Path(_env("BATON_HOME", str(app.home))),
+            task_queue=_env("BATON_TASK_QUEUE", app.task_queue),
+            roles_file=Path(_env("BATON_ROLES_FILE", str(app.roles_file))),
+            providers_file=Path(_env("BATON_PROVIDERS_FILE", str(providers))),
+        )
 
     @property
     def workflow_sandbox(self) -> SandboxMode:
@@ -69,10 +81,3 @@ class Settings:
     def temporal_db(self) -> Path:
         """SQLite file the embedded dev server persists to."""
         return self.home / "temporal.db"
-
-
-def resolve_process(name_or_path: str) -> Path:
-    """``refund-request`` → the bundled spec; anything with a suffix or slash is a path."""
-    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
-        return Path(name_or_path)
-    return specs_dir() / f"{name_or_path}.yaml"

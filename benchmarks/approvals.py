@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import signal
 import statistics
@@ -29,10 +30,12 @@ import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "refunds")]  # Baton, and the refund example app
 
-from activities.refunds.db import RefundsDB
+from refunds.db import RefundsDB
 from baton import search
+from baton.app import App
 from baton.client import BatonClient
 from baton.connection import connect
 from baton.devserver import DevServer, port_open
@@ -68,19 +71,20 @@ async def main(cases: int, sample: int, port: int = PORT) -> None:
     if port_open("127.0.0.1", port) or port_open("127.0.0.1", port + 1000):
         raise SystemExit(f"port {port} or its UI port {port + 1000} is busy")
     home = Path(tempfile.mkdtemp(prefix="baton-bench-"))
-    settings = Settings(home=home, task_queue=f"bench-{uuid.uuid4()}", refunds_db_override=str(home / "r.db"))
-    orders = seed_orders(RefundsDB(settings.refunds_db), cases)
+    app = App.load(ROOT / "examples" / "refunds")
+    settings = dataclasses.replace(Settings.for_app(app), home=home, task_queue=f"bench-{uuid.uuid4()}")
+    orders = seed_orders(RefundsDB(home / "r.db"), cases)
     server = DevServer(home / "temporal.db", port=port, ui_port=port + 1000,
                        search_attributes=search.TYPE_NAMES_BY_NAME)  # fmt: skip
     await server.start()
     env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "BATON_TASK_QUEUE": settings.task_queue,
-           "BATON_HOME": str(home), "BATON_REFUNDS_DB": str(settings.refunds_db)}  # fmt: skip
+           "BATON_HOME": str(home), "BATON_APP": str(app.root), "REFUNDS_DB": str(home / "r.db")}  # fmt: skip
     worker = subprocess.Popen(
         [str(Path(sys.executable).parent / "baton"), "worker"], env=env, stderr=subprocess.DEVNULL
     )
     try:
         client = BatonClient(await connect(address=server.address), task_queue=settings.task_queue,
-                             settings=settings)  # fmt: skip
+                             settings=settings, app=app)  # fmt: skip
         spec = client.load("refund-request")
         started = time.perf_counter()
         ids: list[str] = []

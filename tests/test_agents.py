@@ -7,13 +7,15 @@ from typing import Any
 
 import pytest
 
-from activities.refunds import RefundActivities, agents
+from refunds import agents
+from refunds.activities import RefundActivities
 from baton.client import prepare_case
+from baton.messages import AuditKind
 from baton.errors import BatonUsageError, CaseInputError
 from baton.messages import AgentInput, Feedback
-from baton.settings import resolve_process
+from tests.conftest import refund_spec
 from baton.spec import load_spec
-from processes.contracts.refunds import RefundRequest
+from refunds.contracts import RefundRequest
 from tests.conftest import Running, refund
 
 
@@ -87,7 +89,7 @@ def test_policy_rules(refunds: RefundActivities, case: dict[str, Any], codes: li
 
 
 def test_case_input_errors_name_each_field() -> None:
-    spec = load_spec(resolve_process("refund-request"))
+    spec = load_spec(refund_spec())
     with pytest.raises(CaseInputError) as caught:
         prepare_case(
             spec,
@@ -103,6 +105,23 @@ def test_case_input_errors_name_each_field() -> None:
 async def test_duplicate_case_id_is_refused(on_dev: Running) -> None:
     case_id = f"dup-{on_dev.settings.task_queue}"
     await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 5), case_id=case_id)
-    with pytest.raises(BatonUsageError, match="already in use"):
+    with pytest.raises(BatonUsageError, match="already used"):
         await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 5), case_id=case_id)
     await on_dev.client.get_workflow_handle(case_id).terminate("test done")
+
+
+async def test_a_closed_case_id_is_never_reused_and_its_action_key_is_its_own(on_dev: Running) -> None:
+    case_id = f"closed-{on_dev.settings.task_queue}"
+    async with on_dev.worker():
+        await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 5), case_id=case_id)
+        result = await on_dev.baton.result(case_id)
+        # Temporal's default policy would start a new case here, whose action would find the
+        # old case's ledger row under the same key and report a payment it never made.
+        with pytest.raises(BatonUsageError, match="never reused"):
+            await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 5), case_id=case_id)
+    first_run = (await on_dev.baton.handle(case_id).describe()).run_id
+    [action] = [e for e in result.audit if e.kind == AuditKind.ACTION]
+    assert action.data["idempotency_key"] == f"{case_id}/{first_run}/refunds.issue_refund"
+    assert [r["idempotency_key"] for r in on_dev.refunds.db.ledger("ORD-1001")] == [
+        f"{case_id}/{first_run}/refunds.issue_refund"
+    ]

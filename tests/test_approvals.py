@@ -4,6 +4,7 @@ request-changes, notifications over real HTTP, the pending inbox, worker restart
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -15,13 +16,12 @@ import yaml
 
 from baton import auditlog
 from baton.client import BatonClient, DecisionRefusedError, PendingCase
-from baton.demo import demo_snapshot, wait_for_approval
+from baton.scenario import shortened, wait_for_approval
 from baton.errors import BatonUsageError
 from baton.messages import AuditKind, Outcome
-from baton.settings import Settings
+
 from baton.spec import ProcessSpec, snapshot_of
-from processes import specs_dir
-from tests.conftest import Running, refund
+from tests.conftest import REFUNDS_APP, Running, refund
 from tests.webhook import WebhookServer
 
 
@@ -127,7 +127,7 @@ async def test_request_changes_runs_every_check_again(on_dev: Running) -> None:
 
 
 def roles_with_webhooks(tmp_path: Path, hooks: dict[str, list[str]]) -> Path:
-    directory = yaml.safe_load((specs_dir() / "roles.yaml").read_text())
+    directory = yaml.safe_load(REFUNDS_APP.roles_file.read_text())
     directory["webhooks"] = hooks
     path = tmp_path / "roles.yaml"
     path.write_text(yaml.safe_dump(directory))
@@ -139,10 +139,7 @@ async def test_notifications_over_real_http_never_block_the_case(on_dev: Running
         roles = roles_with_webhooks(
             tmp_path, {"support-lead": [f"{hooks.base}/lead"], "finance": [f"{hooks.base}/finance"]}
         )
-        on_dev.settings = Settings(
-            home=tmp_path, task_queue=on_dev.settings.task_queue, roles_file=roles,
-            refunds_db_override=str(on_dev.settings.refunds_db),
-        )  # fmt: skip
+        on_dev.settings = dataclasses.replace(on_dev.settings, roles_file=roles)
         async with on_dev.worker():
             baton = on_dev.baton
             lead_case = await baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
@@ -201,7 +198,7 @@ async def _empty(listing: Awaitable[list[PendingCase]]) -> bool:
 
 
 def short_ladders(baton: BatonClient, seconds: float, *, hold: bool = False) -> Any:
-    snapshot = demo_snapshot(baton, timedelta(seconds=seconds))
+    snapshot = shortened(baton.load("refund-request"), timedelta(seconds=seconds))
     if hold:
         spec = snapshot.spec.model_copy(update={"on_timeout": "hold"})
         snapshot = snapshot.model_copy(update={"spec": spec})

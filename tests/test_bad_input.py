@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from baton.client import MAX_CASE_BYTES, prepare_case
 from baton.errors import BatonUsageError, CaseInputError, SpecError
 from baton.rules import RuleError, compile_expr, evaluate_bool
-from baton.settings import Settings, resolve_process
+from baton.settings import Settings
+from tests.conftest import refund_spec
 from baton.spec import ProcessSpec, load_spec, load_spec_text
 
-REFERENCE_TEXT = resolve_process("refund-request").read_text()
-SPEC = load_spec(resolve_process("refund-request"))
+REFERENCE_TEXT = refund_spec().read_text()
+SPEC = load_spec(refund_spec())
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),

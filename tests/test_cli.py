@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.demo import wait_for_approval
-from baton.settings import resolve_process
-from tests.conftest import Running, refund
+from baton.scenario import wait_for_approval
+from tests.conftest import REFUNDS_APP, Running, refund, refund_spec
 
 BATON = str(Path(sys.executable).parent / "baton")
-REFERENCE_TEXT = resolve_process("refund-request").read_text()
+REFERENCE_TEXT = refund_spec().read_text()
 
 
 @dataclass
@@ -33,7 +32,8 @@ async def baton(on_dev: Running, *args: str) -> Ran:
         "TEMPORAL_ADDRESS": on_dev.client.service_client.config.target_host,
         "BATON_TASK_QUEUE": on_dev.settings.task_queue,
         "BATON_HOME": str(on_dev.settings.home),
-        "BATON_REFUNDS_DB": str(on_dev.settings.refunds_db),
+        "BATON_APP": str(REFUNDS_APP.root),
+        "BATON_ROLES_FILE": str(on_dev.settings.roles_file),
     }
     proc = await asyncio.create_subprocess_exec(
         BATON, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE

@@ -14,6 +14,7 @@ ledger row, and the audit log must verify with no duplicate records.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import signal
@@ -27,13 +28,14 @@ from pathlib import Path
 
 import pytest
 
-from activities.refunds.db import RefundsDB
+from refunds.db import RefundsDB
 from baton import auditlog, search
 from baton.client import BatonClient
 from baton.connection import connect
 from baton.devserver import DevServer, port_open
 from baton.messages import Outcome
 from baton.settings import Settings
+from tests.conftest import REFUNDS_APP
 
 BATON = str(Path(sys.executable).parent / "baton")
 PORT = 7394
@@ -51,8 +53,9 @@ class Workers:
             "TEMPORAL_ADDRESS": server.address,
             "BATON_TASK_QUEUE": settings.task_queue,
             "BATON_HOME": str(settings.home),
-            "BATON_REFUNDS_DB": str(settings.refunds_db),
-            "BATON_CHAOS_PAUSE_AFTER_WRITE": "0.4",
+            "BATON_APP": str(REFUNDS_APP.root),
+            "REFUNDS_DB": str(refunds_db(settings)),
+            "REFUNDS_CHAOS_PAUSE_AFTER_WRITE": "0.4",
             "OTEL_TRACES_EXPORTER": "none",
             "OTEL_METRICS_EXPORTER": "none",
         }
@@ -76,6 +79,11 @@ class Workers:
             self.kill(proc)
 
 
+def refunds_db(settings: Settings) -> Path:
+    """The refund app's database in this test's home (the workers get it as REFUNDS_DB)."""
+    return settings.home / "r.db"
+
+
 def seed(db: RefundsDB, count: int) -> list[str]:
     db.reset()
     ids = [f"ORD-{300000 + n}" for n in range(count)]
@@ -87,8 +95,8 @@ def seed(db: RefundsDB, count: int) -> list[str]:
 async def crash_site(tmp_path: Path) -> AsyncIterator[tuple[DevServer, Settings]]:
     if port_open("127.0.0.1", PORT):
         pytest.skip(f"port {PORT} busy")
-    settings = Settings(
-        home=tmp_path, task_queue=f"crash-{uuid.uuid4()}", refunds_db_override=str(tmp_path / "r.db")
+    settings = dataclasses.replace(
+        Settings.for_app(REFUNDS_APP), home=tmp_path, task_queue=f"crash-{uuid.uuid4()}"
     )
     server = DevServer(tmp_path / "temporal.db", port=PORT, ui_port=PORT + 1000,
                        search_attributes=search.TYPE_NAMES_BY_NAME)  # fmt: skip
@@ -101,11 +109,12 @@ async def test_kill_nine_everywhere_loses_nothing_and_doubles_nothing(
     crash_site: tuple[DevServer, Settings],
 ) -> None:
     server, settings = crash_site
-    orders = seed(RefundsDB(settings.refunds_db), AUTO + APPROVAL)
+    orders = seed(RefundsDB(refunds_db(settings)), AUTO + APPROVAL)
     workers = Workers(server, settings)
     rng = random.Random(20261124)
     client = BatonClient(
-        await connect(address=server.address), task_queue=settings.task_queue, settings=settings
+        await connect(address=server.address), task_queue=settings.task_queue, settings=settings,
+        app=REFUNDS_APP,
     )
     spec = client.load("refund-request")
     workers.start()
@@ -149,7 +158,8 @@ async def test_kill_nine_everywhere_loses_nothing_and_doubles_nothing(
     server.stop()
     await server.start()
     client = BatonClient(
-        await connect(address=server.address), task_queue=settings.task_queue, settings=settings
+        await connect(address=server.address), task_queue=settings.task_queue, settings=settings,
+        app=REFUNDS_APP,
     )
     # Generous bound: an activity lost with a killed worker is only retried after its
     # start-to-close timeout (30 s for the action), and retries back off; this test is
@@ -162,7 +172,7 @@ async def test_kill_nine_everywhere_loses_nothing_and_doubles_nothing(
 
     assert workers.kills >= 20
     assert [r.outcome for r in results] == [Outcome.ACTIONED] * len(case_ids), [r.reason for r in results]
-    ledger = RefundsDB(settings.refunds_db).ledger()
+    ledger = RefundsDB(refunds_db(settings)).ledger()
     per_case = Counter(str(row["case_id"]) for row in ledger if row["case_id"] != "seed")
     assert per_case == Counter(case_ids)  # exactly one ledger row per refunded case
     assert auditlog.verify(settings.audit_log).ok
@@ -180,19 +190,20 @@ async def test_sigterm_drains_in_flight_work_within_the_grace_period(
     crash_site: tuple[DevServer, Settings],
 ) -> None:
     server, settings = crash_site
-    orders = seed(RefundsDB(settings.refunds_db), 1)
+    orders = seed(RefundsDB(refunds_db(settings)), 1)
     workers = Workers(server, settings)
-    workers.env["BATON_CHAOS_PAUSE_AFTER_WRITE"] = "2.0"  # the action is mid-flight for 2 s
+    workers.env["REFUNDS_CHAOS_PAUSE_AFTER_WRITE"] = "2.0"  # the action is mid-flight for 2 s
     workers.env["BATON_SHUTDOWN_GRACE_SECONDS"] = "10"
     client = BatonClient(
-        await connect(address=server.address), task_queue=settings.task_queue, settings=settings
+        await connect(address=server.address), task_queue=settings.task_queue, settings=settings,
+        app=REFUNDS_APP,
     )
     proc = workers.start()
     case_id = await client.start_case(
         client.load("refund-request"),
         {"order_id": orders[0], "customer_id": "CUS-001", "requested_amount": 40, "reason": "defective"},
     )
-    db = RefundsDB(settings.refunds_db)
+    db = RefundsDB(refunds_db(settings))
     for _ in range(200):  # wait until the refund is written and the action is holding
         if any(r["case_id"] == case_id for r in db.ledger()):
             break

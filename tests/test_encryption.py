@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton.codec import AesGcmCodec, load_codec, with_codec
 from baton.codecserver import make_app
-from baton.demo import wait_for_approval
+from baton.scenario import wait_for_approval
 from baton.errors import BatonUsageError
 from baton.messages import Outcome
 from tests.conftest import Running, refund

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from baton.demo import wait_for_approval
+from baton.scenario import wait_for_approval
 from baton.messages import AuditKind, Outcome
 from tests.conftest import Running, refund
 

@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.llm import LlmActivities
 from activities.llm.providers import ProviderConfig
-from baton.demo import wait_for_approval
+from baton.scenario import wait_for_approval
 from baton.fakellm import FakeLlmServer, FakeScript
 from baton.messages import AgentInput, AuditKind, LlmCall, Outcome
 from baton.spec import ProcessSpec, snapshot_of
@@ -215,7 +215,7 @@ async def test_a_cookie_one_reply_sets_never_reaches_another_case() -> None:
                     ),
                     provider="openai",
                     prompt="Explain $case",
-                    contract="processes.contracts.refunds:Explanation",
+                    contract="refunds.contracts:Explanation",
                 )
                 result = await ActivityEnvironment().run(llm.llm_agent, call)
                 assert result.output == NOTE

@@ -15,7 +15,7 @@ from activities.llm.openai_chat import (
     http_failure,
     strict_schema,
 )
-from processes.contracts.refunds import RefundProposal
+from refunds.contracts import RefundProposal
 
 
 @pytest.mark.parametrize(

@@ -9,23 +9,22 @@ from temporalio import activity
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from baton.demo import SCENARIO, run_scenario, wait_for_approval
+from baton.scenario import run_scenario, wait_for_approval
 from baton.messages import ActionInput, ActionResult, AuditKind, Outcome
 from baton.settings import SandboxMode
 from baton.spec import load_spec_text, snapshot_of
 from baton.spec.diagram import mermaid
-from processes import specs_dir
-from tests.conftest import Running, policy_recording_drafts, refund
+from tests.conftest import REFUND_CONTRACTS, Running, policy_recording_drafts, refund, refund_scenario, refund_spec
 from worker import workflow_runner
 from workflows import GovernedProcess
 
 
 async def test_every_demo_path_ends_as_scripted(on_dev: Running) -> None:
     async with on_dev.worker():
-        reports = await run_scenario(on_dev.baton, prefix=f"paths-{on_dev.settings.task_queue}")
+        reports = await run_scenario(on_dev.baton, refund_scenario(), prefix=f"paths-{on_dev.settings.task_queue}")
     for report in reports:
         assert report.ok, report.line()
-    by_slug = {r.demo.slug: r.result for r in reports}
+    by_slug = {r.scripted.slug: r.result for r in reports}
 
     approval = by_slug["approval"]
     refused = [e for e in approval.audit if e.kind == AuditKind.REFUSED]
@@ -110,7 +109,9 @@ async def test_submitter_cannot_approve_their_own_case(on_dev: Running) -> None:
 async def test_histories_replay_without_nondeterminism(on_dev: Running) -> None:
     async with on_dev.worker():
         reports = await run_scenario(
-            on_dev.baton, prefix=f"replay-{on_dev.settings.task_queue}", scenario=SCENARIO[:5]
+            on_dev.baton,
+            refund_scenario().only("auto", "approval", "revision", "contained", "escalated"),
+            prefix=f"replay-{on_dev.settings.task_queue}",
         )
     histories: list[WorkflowHistory] = [
         await on_dev.client.get_workflow_handle(r.case_id).fetch_history() for r in reports
@@ -118,7 +119,7 @@ async def test_histories_replay_without_nondeterminism(on_dev: Running) -> None:
     replayer = Replayer(
         workflows=[GovernedProcess],
         data_converter=on_dev.client.data_converter,
-        workflow_runner=workflow_runner("strict"),
+        workflow_runner=workflow_runner("strict", contracts=REFUND_CONTRACTS),
     )
     results = await replayer.replay_workflows(_iter(histories), raise_on_replay_failure=False)
     assert len(results.replay_failures) == 0, results.replay_failures
@@ -147,7 +148,7 @@ async def test_two_cases_on_one_order_never_refund_more_than_was_paid(on_dev: Ru
 
 
 async def test_a_process_without_an_action_ends_approved_and_writes_nothing(on_dev: Running) -> None:
-    text = (specs_dir() / "refund-request.yaml").read_text()
+    text = refund_spec().read_text()
     advisory = load_spec_text(text[: text.index("\naction:")] + "\n", source="advisory.yaml")
     assert advisory.action is None
     assert "approved: no action" in mermaid(advisory)

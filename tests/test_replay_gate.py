@@ -15,6 +15,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.conftest import REFUND_CONTRACTS
 from worker import workflow_runner
 from workflows import GovernedProcess
 
@@ -36,7 +37,7 @@ async def test_recorded_history_replays(name: str) -> None:
     replayer = Replayer(
         workflows=[GovernedProcess],
         data_converter=pydantic_data_converter,
-        workflow_runner=workflow_runner("strict"),
+        workflow_runner=workflow_runner("strict", contracts=REFUND_CONTRACTS),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure

@@ -10,12 +10,12 @@ import pytest
 from baton.durations import format_duration, parse_duration
 from baton.errors import SpecError
 from baton.roles import YamlRoleDirectory
-from baton.settings import Settings, resolve_process
+from tests.conftest import REFUNDS_APP, refund_spec
 from baton.spec import load_spec, load_spec_text
 from baton.spec.diagram import mermaid
 
-REFERENCE = resolve_process("refund-request")
-ROLES = YamlRoleDirectory(Settings().roles_file).roles()
+REFERENCE = refund_spec()
+ROLES = YamlRoleDirectory(REFUNDS_APP.roles_file).roles()
 
 
 def reference_text() -> str:
@@ -39,7 +39,7 @@ def test_every_problem_is_reported_with_its_location() -> None:
         reference_text()
         .replace("  - step: policy\n", "  - step: policy\n    agent: polcy\n")
         .replace("policy.compliant && drafter.amount <= 50.0", "policy.compliant && drafter.amount <=")
-        .replace("output: processes.contracts.refunds:OrderFacts", "output: processes.contracts.refunds:Nope")
+        .replace("output: refunds.contracts:OrderFacts", "output: refunds.contracts:Nope")
         .replace("{approval: finance}", "{approval: finanse}")
         .replace("- {role: finance, timeout: 48h, remind: 36h}\n", "- {role: treasurer, timeout: 48h}\n")
     )

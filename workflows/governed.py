@@ -373,7 +373,11 @@ class GovernedProcess:
             self._close(Outcome.APPROVED, f"decided by {decided_by}; the process has no action", decided_by)
             return
         info = workflow.info()
-        key = f"{info.workflow_id}/{action.activity}"
+        # Unique per case even if its id were ever reused: the first run's id is part
+        # of it (kept across continue-as-new). The key only enters the action's input,
+        # which Temporal records when the action is scheduled, so a running case keeps
+        # the key its action was first scheduled with.
+        key = f"{info.workflow_id}/{info.first_execution_run_id}/{action.activity}"
         self._set_stage(f"acting ({action.activity})")
         try:
             done: ActionResult = await execute(

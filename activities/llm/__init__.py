@@ -89,6 +89,11 @@ class LlmActivities:
         self._heartbeat_every = heartbeat_every
         self._clients: dict[str, httpx.AsyncClient] = {}
 
+    @property
+    def providers(self) -> dict[str, ProviderConfig]:
+        """The providers this worker can call (the wiring check reads their names)."""
+        return dict(self._providers)
+
     def _client(self, name: str, config: ProviderConfig) -> httpx.AsyncClient:
         if name not in self._clients:  # created lazily, inside the worker's event loop
             self._clients[name] = httpx.AsyncClient(

@@ -73,3 +73,13 @@ def load_providers(path: str | Path) -> dict[str, ProviderConfig]:
         raise BatonUsageError(f"providers file {path}: {exc}") from None
     except ValidationError as exc:
         raise BatonUsageError(f"providers file {path}: " + "; ".join(validation_problems(exc))) from None
+
+
+def pointed_at(providers: dict[str, ProviderConfig], base_url: str) -> dict[str, ProviderConfig]:
+    """Every provider sent to ``base_url`` with no key: the offline stand-in of ``baton dev``.
+
+    A dev or test worker talks to the scripted server on loopback, so no real key
+    may travel with its requests, whatever the environment holds.
+    """
+    update = {"base_url": base_url, "base_url_env": None, "api_key_env": None}
+    return {name: config.model_copy(update=update) for name, config in providers.items()}

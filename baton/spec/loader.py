@@ -8,6 +8,7 @@ line (``flow[2].agent (line 31): unknown agent 'polcy'``).
 
 from __future__ import annotations
 
+import difflib
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -40,7 +41,13 @@ def _role_sizes(roles: Roles | None) -> dict[str, int] | None:
     return {role: 10**6 for role in roles}  # sizes unknown: only names are checked
 
 
-def load_spec(path: str | Path, *, roles: Roles | None = None) -> ProcessSpec:
+def load_spec(
+    path: str | Path,
+    *,
+    roles: Roles | None = None,
+    activities: Iterable[str] | None = None,
+    providers: Iterable[str] | None = None,
+) -> ProcessSpec:
     """Read and fully validate the spec at ``path``.
 
     Args:
@@ -48,6 +55,11 @@ def load_spec(path: str | Path, *, roles: Roles | None = None) -> ProcessSpec:
         roles: roles known to the directory (with member counts, when known);
             when given, rungs naming any other role, or needing more approvers
             than the role has, are problems.
+        activities: activity names the app's worker serves; when given, an agent
+            or action naming any other is a problem (a typo must fail here, not
+            escalate a case to people at run time).
+        providers: LLM provider names in the providers file; when given, an llm
+            agent naming any other is a problem.
 
     Raises:
         SpecError: listing every problem found.
@@ -57,11 +69,24 @@ def load_spec(path: str | Path, *, roles: Roles | None = None) -> ProcessSpec:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(source, [f"cannot read: {exc.strerror or exc}"]) from None
-    return load_spec_text(text, source=source, roles=roles, base_dir=Path(path).parent)
+    return load_spec_text(
+        text,
+        source=source,
+        roles=roles,
+        base_dir=Path(path).parent,
+        activities=activities,
+        providers=providers,
+    )
 
 
 def load_spec_text(
-    text: str, *, source: str = "<spec>", roles: Roles | None = None, base_dir: Path | None = None
+    text: str,
+    *,
+    source: str = "<spec>",
+    roles: Roles | None = None,
+    base_dir: Path | None = None,
+    activities: Iterable[str] | None = None,
+    providers: Iterable[str] | None = None,
 ) -> ProcessSpec:
     """Validate spec ``text``; see :func:`load_spec`. Prompt files resolve from ``base_dir``."""
     try:
@@ -80,6 +105,11 @@ def load_spec_text(
         problems = [_where(_clean_loc(e["loc"]), lines) + f": {e['msg']}" for e in exc.errors()]
         raise SpecError(source, problems) from None
     found = cross_reference_problems(spec, roles=_role_sizes(roles))
+    found += wiring_problems(
+        spec,
+        activities=None if activities is None else set(activities),
+        providers=None if providers is None else set(providers),
+    )
     if found:
         raise SpecError(source, [_where(loc, lines) + f": {msg}" for loc, msg in found])
     return spec
@@ -118,6 +148,30 @@ def cross_reference_problems(
     problems += _decision_problems(spec)
     problems += _ladder_problems(spec, roles)
     return problems
+
+
+def wiring_problems(
+    spec: ProcessSpec, *, activities: set[str] | None, providers: set[str] | None
+) -> list[tuple[Loc, str]]:
+    """Names the deployment must provide: activities the worker serves, LLM providers."""
+    found: list[tuple[Loc, str]] = []
+    for name, agent in spec.agents.items():
+        if activities is not None and agent.kind == "python" and agent.activity not in activities:
+            found.append(
+                (("agents", name, "activity"), _unknown("activity", agent.activity_name, activities))
+            )
+        if providers is not None and agent.kind == "llm" and agent.provider not in providers:
+            found.append((("agents", name, "provider"), _unknown("LLM provider", agent.provider, providers)))
+    if activities is not None and spec.action is not None and spec.action.activity not in activities:
+        found.append((("action", "activity"), _unknown("activity", spec.action.activity, activities)))
+    return found
+
+
+def _unknown(what: str, name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    where = "no module of the app provides it" if what == "activity" else "not in the providers file"
+    return f"unknown {what} {name!r} ({where}){hint}"
 
 
 def _contract_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:

@@ -12,8 +12,8 @@ import re
 import sqlite3
 from datetime import UTC, datetime
 
-from baton.messages import AgentInput
-from processes.contracts.refunds import (
+from baton import AgentInput
+from refunds.contracts import (
     OrderFacts,
     PolicyFinding,
     PolicyVerdict,

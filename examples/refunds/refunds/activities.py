@@ -1,13 +1,16 @@
-"""The ``refund-request`` reference process: agents and the refund action.
+"""The refund app's activities: three agents and the refund action, on one SQLite file.
 
 Each method is registered under the activity name the spec uses
 (``refunds.intake`` ...). SQLite work runs in a thread so the worker's event
-loop stays free for other cases.
+loop stays free for other cases. ``baton.toml`` names :func:`activities` as the
+registry the worker calls, and :func:`seed` as what ``baton seed`` and
+``baton demo`` run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,10 +19,10 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.refunds import agents
-from activities.refunds.db import RefundsDB, cents
-from baton.messages import ActionInput, ActionResult, AgentInput
-from processes.contracts.refunds import OrderFacts, PolicyVerdict, RefundProposal, RefundRequest
+from baton import ActionInput, ActionResult, AgentInput, AppContext
+from refunds import agents
+from refunds.contracts import OrderFacts, PolicyVerdict, RefundProposal, RefundRequest
+from refunds.db import RefundsDB, cents
 
 
 class RefundActivities:
@@ -115,3 +118,24 @@ class RefundActivities:
     def all(self) -> list[Callable[..., Any]]:
         """The activities to register."""
         return [self.intake, self.drafter, self.policy, self.issue_refund]
+
+
+def database_path(context: AppContext) -> Path:
+    """``$REFUNDS_DB``, else ``refunds.db`` in the app's home."""
+    return Path(os.environ.get("REFUNDS_DB") or context.home / "refunds.db")
+
+
+def activities(context: AppContext) -> list[Callable[..., Any]]:
+    """The registry ``baton.toml`` names: the refund activities bound to the app's database.
+
+    ``REFUNDS_CHAOS_PAUSE_AFTER_WRITE`` (seconds) is for the crash tests only.
+    """
+    pause = float(os.environ.get("REFUNDS_CHAOS_PAUSE_AFTER_WRITE", "0"))
+    return RefundActivities(database_path(context), pause_after_write=pause).all()
+
+
+def seed(context: AppContext, *, reset: bool) -> str:
+    """Create (or, with ``reset``, recreate) the orders and the refund ledger."""
+    db = RefundsDB(database_path(context))
+    db.reset() if reset else db.ensure()
+    return f"refunds database ready at {db.path}"

@@ -1,0 +1,72 @@
+"""What a deployment must provide for a spec to run, checked before any case does.
+
+A spec names activities, LLM providers and roles that live outside it: in the
+app's modules, the providers file and the roles directory. A misspelt name
+(``acme.frad``, provider ``fakee``) would otherwise validate ``ok`` and surface
+at run time as a business escalation in somebody's inbox. ``baton validate``,
+``baton start`` and the worker all check the wiring here first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from activities import BATON_ACTIVITY_NAMES
+from activities.llm.providers import load_providers
+from baton.app import App, AppContext, activity_name
+from baton.errors import BatonUsageError, SpecError
+from baton.roles import YamlRoleDirectory
+from baton.settings import Settings
+from baton.spec import ProcessSpec, load_spec
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """The names a spec may use; ``None`` for a kind that is not checked."""
+
+    roles: dict[str, int] | None = None
+    activities: frozenset[str] | None = None
+    providers: frozenset[str] | None = None
+
+    def load(self, path: str | Path) -> ProcessSpec:
+        """Load the spec at ``path`` and check it against these names (raises SpecError)."""
+        return load_spec(path, roles=self.roles, activities=self.activities, providers=self.providers)
+
+
+def served_names(app: App, settings: Settings) -> frozenset[str]:
+    """Every activity a worker of ``app`` serves: the app's plus Baton's own.
+
+    Raises:
+        BatonUsageError: an app module does not import, or claims a name Baton reserves.
+    """
+    context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
+    names = {activity_name(a) or "" for a in app.activities(context)}
+    # A registry may have opened clients; names are all this needs.
+    for closer in context.closers:
+        result = closer()
+        if hasattr(result, "close"):  # an un-awaited coroutine: close it quietly
+            result.close()
+    reserved = sorted(names & BATON_ACTIVITY_NAMES)
+    if reserved:
+        raise BatonUsageError(f"{app.source}: activity name {reserved[0]!r} is reserved for Baton's own")
+    return frozenset(names | BATON_ACTIVITY_NAMES)
+
+
+def wiring_for(app: App | None, settings: Settings) -> Wiring:
+    """The wiring of ``app`` (activities, providers, roles), or roles and providers only."""
+    roles = YamlRoleDirectory(settings.roles_file).roles()
+    providers = frozenset(load_providers(settings.providers_file))
+    activities = served_names(app, settings) if app is not None else None
+    return Wiring(roles=roles, activities=activities, providers=providers)
+
+
+def app_problems(app: App, wiring: Wiring) -> list[str]:
+    """Every problem of every spec of ``app``, each prefixed with its file."""
+    problems: list[str] = []
+    for path in app.processes().values():
+        try:
+            wiring.load(path)
+        except SpecError as exc:
+            problems += [f"{exc.source}: {p}" for p in exc.problems]
+    return problems

@@ -1,1 +1,0 @@
-"""Handoff contracts of the reference processes (pure pydantic, sandbox-safe)."""
