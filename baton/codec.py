@@ -95,7 +95,7 @@ class AesGcmCodec(PayloadCodec):
         """
         out = []
         for payload in payloads:
-            if payload.metadata.get("encoding") != ENCODING:
+            if not is_encrypted(payload):
                 out.append(payload)
                 continue
             key_id = payload.metadata.get(KEY_ID, b"").decode()
