@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/baton demo
+	$(BIN)/baton --app examples/refunds demo
+	$(BIN)/baton --app examples/access demo
 
 dev: $(STAMP)
-	$(BIN)/baton dev
+	$(BIN)/baton --app examples/refunds dev
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

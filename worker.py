@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from baton.logfilter import install_activity_log_filter
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
@@ -27,6 +26,7 @@ from baton import telemetry
 from baton.app import App, AppContext, activity_name
 from baton.connection import connect
 from baton.errors import BatonUsageError
+from baton.logfilter import install_activity_log_filter
 from baton.roles import YamlRoleDirectory
 from baton.settings import SandboxMode, Settings
 from baton.wiring import Wiring, app_problems
@@ -78,6 +78,7 @@ def build_worker(
     **options: Any,
 ) -> Worker:
     """A worker for GovernedProcess and the given activities on ``task_queue``."""
+    install_activity_log_filter()  # an expected, retried failure is one log line, not a traceback
     traced = any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
     return Worker(
         client,
@@ -122,7 +123,7 @@ def app_parts(
     app.activate()
     context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
     served = app.activities(context)
-    reserved = sorted({activity_name(a) for a in served} & BATON_ACTIVITY_NAMES)
+    reserved = sorted({activity_name(a) or "" for a in served} & BATON_ACTIVITY_NAMES)
     if reserved:
         raise BatonUsageError(f"{app.source}: activity name {reserved[0]!r} is reserved for Baton's own")
     return AppWorkerParts(build_activities(settings, providers=providers), context, served)
@@ -166,7 +167,6 @@ async def run_worker(
 ) -> None:
     """Connect, serve ``app`` until ``stop`` is set (or SIGINT/SIGTERM), then drain."""
     settings = settings or Settings.for_app(app)
-    install_activity_log_filter()
     parts = app_parts(app, settings, providers=providers)
     try:
         contracts = check_app(app, settings, parts)

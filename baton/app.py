@@ -29,10 +29,12 @@ no PYTHONPATH and no install.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import os
 import sys
+import threading
 import tomllib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -97,6 +99,17 @@ class AppContext:
     def on_close(self, closer: Closer) -> None:
         """Run ``closer`` (sync or async) when the worker stops: close pools and clients."""
         self.closers.append(closer)
+
+    def close_now(self) -> None:
+        """Run the closers from code with no event loop (an async closer's coroutine is run here)."""
+        for closer in reversed(self.closers):
+            result = closer()
+            if inspect.isawaitable(result):
+                # asyncio.run refuses to nest in a running loop; a short thread has none.
+                worker = threading.Thread(target=asyncio.run, args=(_awaited(result),))
+                worker.start()
+                worker.join()
+        self.closers.clear()
 
     async def aclose(self) -> None:
         """Run every registered closer, last registered first."""
@@ -291,6 +304,10 @@ class App:
         if not callable(function):
             raise BatonUsageError(f"{self.source}: seed {self.config.seed!r} is not a function")
         return str(function(context, reset=reset))
+
+
+async def _awaited(result: Awaitable[None]) -> None:
+    await result
 
 
 def activity_name(candidate: object) -> str | None:

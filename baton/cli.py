@@ -20,8 +20,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from baton import auditlog, search, telemetry, traces
 from baton.app import App
 from baton.casefile import read_case_file
@@ -114,10 +112,10 @@ async def cmd_diagram(args: argparse.Namespace) -> int:
 
 async def cmd_start(args: argparse.Namespace) -> int:
     case = read_case_file(args.case)
-    app = _app(args)
-    client = await _client(args, app=app)
-    client.load(args.process)  # the spec and its wiring are checked before a connection matters
-    case_id = await client.start_case(args.process, case, case_id=args.id, submitted_by=args.user)
+    catalog = _catalog(args)
+    snapshot = catalog.load(args.process)  # the spec and its wiring, checked before connecting
+    client = await _client(args, app=catalog.app)
+    case_id = await client.start_case(snapshot, case, case_id=args.id, submitted_by=args.user)
     if not args.wait:
         print(json.dumps({"case_id": case_id}) if args.json else case_id)
         return 0
@@ -303,7 +301,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     )
     try:
         async with offline_providers(app, settings) if not args.real_llm else _none() as providers:
-            print("Ctrl-C stops both.")
+            print("Ctrl-C stops both.", flush=True)  # a supervisor reading the pipe sees it now
             await run_worker(app, settings, providers=providers)
     finally:
         server.stop()
@@ -341,10 +339,8 @@ async def cmd_init(args: argparse.Namespace) -> int:
     from baton.scaffold import write_app
 
     target = write_app(Path(args.directory or args.name), name=args.name)
-    print(f"wrote app {args.name!r} in {target}\n")
-    print(
-        f"  cd {target}\n  baton validate\n  baton dev            # terminal 1\n  baton start ...      # see README.md"
-    )
+    print(f"wrote app {args.name!r} in {target}; its README.md says what to do next:\n")
+    print(f"  cd {target}\n  baton validate\n  pytest\n  baton dev")
     return 0
 
 

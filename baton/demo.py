@@ -73,10 +73,9 @@ async def run_demo(app: App, settings: Settings, *, use_existing_server: bool = 
                 )
                 async with worker:
                     prefix = time.strftime(f"demo-{app.name}-%Y%m%d-%H%M%S")
-                    rungs = f" (approval rungs shortened to {scenario.rung_timeout.total_seconds():g}s)"
-                    print(
-                        f"running {len(scenario.cases)} {app.name} cases{rungs if scenario.rung_timeout else ''}\n"
-                    )
+                    rungs = scenario.rung_timeout
+                    short = f" (approval rungs shortened to {rungs.total_seconds():g}s)" if rungs else ""
+                    print(f"running {len(scenario.cases)} {app.name} cases{short}\n")
                     reports = await run_scenario(client, scenario, prefix=prefix)
             finally:
                 await parts.aclose()

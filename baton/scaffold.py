@@ -37,7 +37,9 @@ def names_for(name: str) -> dict[str, str]:
         )
     package = name.replace("-", "_")
     if package in TAKEN or keyword.iskeyword(package):
-        raise BatonUsageError(f"app name {name!r}: its package {package!r} would shadow a module; pick another")
+        raise BatonUsageError(
+            f"app name {name!r}: its package {package!r} would shadow a module; pick another"
+        )
     return {"name": name, "package": package, "process": name.replace("_", "-")}
 
 
@@ -54,7 +56,9 @@ def write_app(target: Path, *, name: str) -> Path:
     files: dict[Path, str] = {}
     for template in sorted(TEMPLATES.rglob("*.tmpl")):
         relative = str(template.relative_to(TEMPLATES)).removesuffix(".tmpl")
-        relative = relative.replace("__package__", values["package"]).replace("__process__", values["process"])
+        relative = relative.replace("__package__", values["package"]).replace(
+            "__process__", values["process"]
+        )
         if relative == "gitignore":
             relative = ".gitignore"
         text = template.read_text(encoding="utf-8")

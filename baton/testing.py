@@ -106,7 +106,9 @@ class AppHarness:
         """Wait for the case to end."""
         return await self.client.result(case_id)
 
-    async def scenario(self, path: str | Path | None = None, *, only: tuple[str, ...] = ()) -> list[CaseReport]:
+    async def scenario(
+        self, path: str | Path | None = None, *, only: tuple[str, ...] = ()
+    ) -> list[CaseReport]:
         """Run a scenario file (default: the app's ``[dev] scenario``); one report per case."""
         source = Path(path) if path else self.app.dev_file("scenario")
         if source is None:

@@ -42,11 +42,7 @@ def served_names(app: App, settings: Settings) -> frozenset[str]:
     """
     context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
     names = {activity_name(a) or "" for a in app.activities(context)}
-    # A registry may have opened clients; names are all this needs.
-    for closer in context.closers:
-        result = closer()
-        if hasattr(result, "close"):  # an un-awaited coroutine: close it quietly
-            result.close()
+    context.close_now()  # a registry may have opened clients; names are all this needs
     reserved = sorted(names & BATON_ACTIVITY_NAMES)
     if reserved:
         raise BatonUsageError(f"{app.source}: activity name {reserved[0]!r} is reserved for Baton's own")

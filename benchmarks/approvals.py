@@ -30,10 +30,11 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "refunds")]  # Baton, and the refund example app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "refunds"))  # the refund app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from refunds.db import RefundsDB
+
 from baton import search
 from baton.app import App
 from baton.client import BatonClient
@@ -42,6 +43,8 @@ from baton.devserver import DevServer, port_open
 from baton.settings import Settings
 
 PORT = 7391
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rss_mb(pid: int) -> tuple[float, float]:

@@ -48,8 +48,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "refunds")]  # Baton, and the refund example app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "refunds"))  # the refund app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activities.audit import AuditActivities
 from activities.llm import LlmActivities, make_transport

@@ -38,8 +38,10 @@ from temporalio import activity
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "refunds")]  # Baton, and the refund example app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "refunds"))  # the refund app
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from refunds.contracts import OrderFacts, PolicyVerdict, RefundProposal
 
 from activities.audit import AuditActivities
 from baton.app import App
@@ -48,7 +50,6 @@ from baton.client import BatonClient
 from baton.messages import ActionInput, ActionResult, AgentInput
 from baton.spec import SpecSnapshot, snapshot_of
 from benchmarks.minimal import Minimal, noop
-from refunds.contracts import OrderFacts, PolicyVerdict, RefundProposal
 from worker import build_worker
 
 CASE = {"order_id": "ORD-1001", "customer_id": "CUS-001", "requested_amount": 34.90, "reason": "defective"}
@@ -64,6 +65,8 @@ FACTS = OrderFacts(
 PROPOSAL = RefundProposal(
     order_id="ORD-1001", amount=34.90, reason_code="defective", message="Hello Ana, we refund 34.90 today."
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @activity.defn(name="refunds.intake")

@@ -24,8 +24,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.audit import AuditActivities
 from baton import auditlog, traces
 from baton.auditlog import AuditLog
-from baton.scenario import wait_for_approval
 from baton.messages import AuditBatch, AuditEvent, AuditKind, Outcome
+from baton.scenario import wait_for_approval
 from baton.telemetry import JsonlSpanExporter
 from tests.conftest import Running, refund
 

@@ -6,17 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from refunds import agents
 from refunds.activities import RefundActivities
-from baton.client import prepare_case
-from baton.messages import AuditKind
-from baton.errors import BatonUsageError, CaseInputError
-from baton.messages import AgentInput, Feedback
-from tests.conftest import refund_spec
-from baton.spec import load_spec
 from refunds.contracts import RefundRequest
-from tests.conftest import Running, refund
+
+from baton.client import prepare_case
+from baton.errors import BatonUsageError, CaseInputError
+from baton.messages import AgentInput, AuditKind, Feedback
+from baton.spec import load_spec
+from tests.conftest import Running, refund, refund_spec
 
 
 def facts_for(refunds: RefundActivities, case: dict[str, Any]) -> dict[str, Any]:

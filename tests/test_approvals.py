@@ -16,10 +16,9 @@ import yaml
 
 from baton import auditlog
 from baton.client import BatonClient, DecisionRefusedError, PendingCase
-from baton.scenario import shortened, wait_for_approval
 from baton.errors import BatonUsageError
 from baton.messages import AuditKind, Outcome
-
+from baton.scenario import shortened, wait_for_approval
 from baton.spec import ProcessSpec, snapshot_of
 from tests.conftest import REFUNDS_APP, Running, refund
 from tests.webhook import WebhookServer

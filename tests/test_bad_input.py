@@ -13,8 +13,8 @@ from baton.client import MAX_CASE_BYTES, prepare_case
 from baton.errors import BatonUsageError, CaseInputError, SpecError
 from baton.rules import RuleError, compile_expr, evaluate_bool
 from baton.settings import Settings
-from tests.conftest import refund_spec
 from baton.spec import ProcessSpec, load_spec, load_spec_text
+from tests.conftest import refund_spec
 
 REFERENCE_TEXT = refund_spec().read_text()
 SPEC = load_spec(refund_spec())

@@ -27,8 +27,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from refunds.db import RefundsDB
+
 from baton import auditlog, search
 from baton.client import BatonClient
 from baton.connection import connect
@@ -113,7 +113,9 @@ async def test_kill_nine_everywhere_loses_nothing_and_doubles_nothing(
     workers = Workers(server, settings)
     rng = random.Random(20261124)
     client = BatonClient(
-        await connect(address=server.address), task_queue=settings.task_queue, settings=settings,
+        await connect(address=server.address),
+        task_queue=settings.task_queue,
+        settings=settings,
         app=REFUNDS_APP,
     )
     spec = client.load("refund-request")
@@ -158,7 +160,9 @@ async def test_kill_nine_everywhere_loses_nothing_and_doubles_nothing(
     server.stop()
     await server.start()
     client = BatonClient(
-        await connect(address=server.address), task_queue=settings.task_queue, settings=settings,
+        await connect(address=server.address),
+        task_queue=settings.task_queue,
+        settings=settings,
         app=REFUNDS_APP,
     )
     # Generous bound: an activity lost with a killed worker is only retried after its
@@ -195,7 +199,9 @@ async def test_sigterm_drains_in_flight_work_within_the_grace_period(
     workers.env["REFUNDS_CHAOS_PAUSE_AFTER_WRITE"] = "2.0"  # the action is mid-flight for 2 s
     workers.env["BATON_SHUTDOWN_GRACE_SECONDS"] = "10"
     client = BatonClient(
-        await connect(address=server.address), task_queue=settings.task_queue, settings=settings,
+        await connect(address=server.address),
+        task_queue=settings.task_queue,
+        settings=settings,
         app=REFUNDS_APP,
     )
     proc = workers.start()

@@ -29,7 +29,7 @@ def test_worker_service_builds_this_project_and_runs_a_real_command() -> None:
     assert command[0] == "baton"
     build_parser().parse_args(command[1:])  # raises SystemExit if `baton worker` did not exist
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for folder in ("baton", "workflows", "activities", "processes"):
+    for folder in ("baton", "workflows", "activities", "examples"):
         assert f"COPY {folder} ./{folder}" in dockerfile
     assert 'CMD ["baton", "worker"]' in dockerfile
 

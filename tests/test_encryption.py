@@ -17,9 +17,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton.codec import AesGcmCodec, load_codec, with_codec
 from baton.codecserver import make_app
-from baton.scenario import wait_for_approval
 from baton.errors import BatonUsageError
 from baton.messages import Outcome
+from baton.scenario import wait_for_approval
 from tests.conftest import Running, refund
 
 KEY_1, KEY_2 = os.urandom(32), os.urandom(32)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from baton.scenario import wait_for_approval
 from baton.messages import AuditKind, Outcome
+from baton.scenario import wait_for_approval
 from tests.conftest import Running, refund
 
 

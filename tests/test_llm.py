@@ -16,9 +16,9 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.llm import LlmActivities
 from activities.llm.providers import ProviderConfig
-from baton.scenario import wait_for_approval
 from baton.fakellm import FakeLlmServer, FakeScript
 from baton.messages import AgentInput, AuditKind, LlmCall, Outcome
+from baton.scenario import wait_for_approval
 from baton.spec import ProcessSpec, snapshot_of
 from tests.conftest import Running, policy_recording_drafts, refund
 

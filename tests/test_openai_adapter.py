@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from refunds.contracts import RefundProposal
 
 from activities.llm.openai_chat import (
     ReplyNotJson,
@@ -15,7 +16,6 @@ from activities.llm.openai_chat import (
     http_failure,
     strict_schema,
 )
-from refunds.contracts import RefundProposal
 
 
 @pytest.mark.parametrize(

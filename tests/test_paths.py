@@ -9,19 +9,28 @@ from temporalio import activity
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from baton.scenario import run_scenario, wait_for_approval
 from baton.messages import ActionInput, ActionResult, AuditKind, Outcome
+from baton.scenario import run_scenario, wait_for_approval
 from baton.settings import SandboxMode
 from baton.spec import load_spec_text, snapshot_of
 from baton.spec.diagram import mermaid
-from tests.conftest import REFUND_CONTRACTS, Running, policy_recording_drafts, refund, refund_scenario, refund_spec
+from tests.conftest import (
+    REFUND_CONTRACTS,
+    Running,
+    policy_recording_drafts,
+    refund,
+    refund_scenario,
+    refund_spec,
+)
 from worker import workflow_runner
 from workflows import GovernedProcess
 
 
 async def test_every_demo_path_ends_as_scripted(on_dev: Running) -> None:
     async with on_dev.worker():
-        reports = await run_scenario(on_dev.baton, refund_scenario(), prefix=f"paths-{on_dev.settings.task_queue}")
+        reports = await run_scenario(
+            on_dev.baton, refund_scenario(), prefix=f"paths-{on_dev.settings.task_queue}"
+        )
     for report in reports:
         assert report.ok, report.line()
     by_slug = {r.scripted.slug: r.result for r in reports}

@@ -10,9 +10,9 @@ import pytest
 from baton.durations import format_duration, parse_duration
 from baton.errors import SpecError
 from baton.roles import YamlRoleDirectory
-from tests.conftest import REFUNDS_APP, refund_spec
 from baton.spec import load_spec, load_spec_text
 from baton.spec.diagram import mermaid
+from tests.conftest import REFUNDS_APP, refund_spec
 
 REFERENCE = refund_spec()
 ROLES = YamlRoleDirectory(REFUNDS_APP.roles_file).roles()

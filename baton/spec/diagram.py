@@ -28,8 +28,11 @@ def mermaid(spec: ProcessSpec) -> str:
     for step in spec.flow:
         agent = spec.agents[step.agent_name]
         output = agent.output.rpartition(":")[2]
-        kind = "local activity" if agent.local else "activity"
-        lines.append(f"  {step.step}[{_label(f'{step.step}: {agent.activity} ({kind}) → {output}')}]")
+        if agent.kind == "llm":
+            runs = f"LLM {agent.model or 'default model'} via {agent.provider}"
+        else:
+            runs = f"{agent.activity} ({'local activity' if agent.local else 'activity'})"
+        lines.append(f"  {step.step}[{_label(f'{step.step}: {runs} → {output}')}]")
         lines.append(f"  {previous} --> {step.step}")
         check = f"{step.step}_check"
         guards = "<br/>".join(g.expr for g in step.guards) or "no guards"

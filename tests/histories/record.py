@@ -26,7 +26,9 @@ async def record() -> list[Path]:
     written = []
     async with await start_dev_server() as env, serve_app(REFUNDS_APP, env.client, home=home) as harness:
         reports = await run_scenario(harness.client, refund_scenario(), prefix="history")
-        reports += await run_scenario(harness.client, refund_scenario("refund-request-llm"), prefix="history-llm")
+        reports += await run_scenario(
+            harness.client, refund_scenario("refund-request-llm"), prefix="history-llm"
+        )
         for report in reports:
             assert report.ok, report.line()
             history = await env.client.get_workflow_handle(report.case_id).fetch_history()

@@ -71,6 +71,8 @@ FIXTURES = [
     FixtureOrder("ORD-1013", "CUS-009", "electronics", 7200.00, 2, note="large: two approvers"),
     FixtureOrder("ORD-1014", "CUS-010", "home", 120.00, 5, note="lead asks for changes"),
     FixtureOrder("ORD-1015", "CUS-011", "apparel", 42.50, 6, note="the LLM demo case"),
+    FixtureOrder("ORD-1016", "CUS-012", "apparel", 28.50, 4, note="the README tour: auto-approved"),
+    FixtureOrder("ORD-1017", "CUS-005", "electronics", 189.00, 3, note="the README tour: a support lead"),
 ]
 
 CATEGORIES = ["apparel", "electronics", "home", "digital", "final_sale", "books"]
