@@ -185,6 +185,21 @@ else:
         async with environment:
             yield environment
 
+    _activated: dict[Path, App | None] = {}
+
+    def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> None:
+        """Before a test module of an app is imported, make the app's package importable.
+
+        So ``from invoices.store import Store`` at the top of a test works wherever
+        pytest runs from, with no PYTHONPATH (returns None: pytest collects as usual).
+        """
+        directory = module_path.parent
+        if directory not in _activated:
+            _activated[directory] = App.find(directory)
+            app = _activated[directory]
+            if app is not None:
+                app.activate()
+
     @pytest.fixture
     def baton_app(request: pytest.FixtureRequest) -> App:
         """The app this test belongs to: ``$BATON_APP``, else found from the test file upwards."""
