@@ -235,6 +235,20 @@ class AuditBatch(BaseModel):
     events: list[AuditEvent]
 
 
+class AuditReceipt(BaseModel):
+    """What an append to the audit log returns: the anchor the case keeps in its history.
+
+    ``head`` is the hash of the case's newest record in the log after the append and
+    ``records`` how many records of the case the log holds; the workflow keeps both in
+    its memo, so ``baton audit verify`` can compare a log with what the engine saw
+    (records removed from the end, an emptied or rewritten log).
+    """
+
+    written: int
+    head: str
+    records: int
+
+
 class Outcome(StrEnum):
     """How a case ended."""
 
