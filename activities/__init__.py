@@ -37,11 +37,13 @@ class ActivitySet:
     activities: list[Callable[..., Any]]
     notify: NotifyActivities
     llm: LlmActivities
+    audit: AuditActivities
 
     async def aclose(self) -> None:
-        """Release shared clients (webhooks, LLM providers)."""
+        """Release shared clients (webhooks, LLM providers, the audit sink's connection)."""
         await self.notify.aclose()
         await self.llm.aclose()
+        self.audit.log.close()
 
 
 def build_activities(
@@ -59,7 +61,7 @@ def build_activities(
     llm = LlmActivities(providers if providers is not None else load_providers(settings.providers_file))
     audit = AuditActivities(AuditLog(settings.audit_log))
     served = [*DirectoryActivities(directory).all(), *notify.all(), *llm.all(), *audit.all()]
-    return ActivitySet(served, notify, llm)
+    return ActivitySet(served, notify, llm, audit)
 
 
 __all__ = [

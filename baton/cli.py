@@ -24,9 +24,10 @@ from baton import auditlog, search, telemetry, traces
 from baton.app import App
 from baton.casefile import read_case_file
 from baton.catalog import Catalog
-from baton.client import BatonClient
+from baton.client import BatonClient, PendingCase
 from baton.errors import BatonRuntimeError, BatonUsageError, SpecError
-from baton.messages import AuditEvent, Verdict
+from baton.messages import AuditEvent, CaseStatus, Verdict
+from baton.safetext import printable
 from baton.settings import Settings
 from baton.spec.diagram import mermaid
 
@@ -117,13 +118,14 @@ async def cmd_start(args: argparse.Namespace) -> int:
     client = await _client(args, app=catalog.app)
     case_id = await client.start_case(snapshot, case, case_id=args.id, submitted_by=args.user)
     if not args.wait:
-        print(json.dumps({"case_id": case_id}) if args.json else case_id)
+        print(json.dumps({"case_id": case_id}) if args.json else printable(case_id))
         return 0
     result = await client.result(case_id)
     if args.json:
         print(_dump(result))
     else:
-        print(f"{case_id}: {result.outcome.value} ({result.reason})\n  path: {' → '.join(result.path)}")
+        print(f"{printable(case_id)}: {result.outcome.value} ({printable(result.reason)})")
+        print(f"  path: {_path(result.path)}")
     return 0
 
 
@@ -132,20 +134,35 @@ async def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(_dump(status))
         return 0
-    print(f"{status.case_id}  {status.process} v{status.spec_version}  spec {status.spec_sha256[:12]}")
-    print(f"  stage:   {status.stage}")
-    print(f"  path:    {' → '.join(status.path) or '-'}")
+    print("\n".join(format_status(status)))
+    return 0
+
+
+def format_status(status: CaseStatus) -> list[str]:
+    """The lines ``baton status`` prints; every value from outside escaped (:func:`printable`)."""
+    lines = [
+        f"{printable(status.case_id)}  {printable(status.process)} v{status.spec_version}  "
+        f"spec {printable(status.spec_sha256[:12])}",
+        f"  stage:   {printable(status.stage)}",
+        f"  path:    {_path(status.path)}",
+    ]
     if status.awaiting:
         a = status.awaiting
         until = f"until {a.deadline.isoformat()}" if a.deadline else "(held, no deadline)"
-        print(f"  waiting: {a.role} (ladder {a.ladder}, rung {a.rung}/{a.rungs}) {until}")
-        print(f"           {a.purpose}")
+        lines.append(
+            f"  waiting: {printable(a.role)} (ladder {printable(a.ladder)}, rung {a.rung}/{a.rungs}) {until}"
+        )
+        lines.append(f"           {printable(a.purpose)}")
     if status.usage.calls:
         u = status.usage
-        print(f"  LLM:     {u.calls} calls, {u.input_tokens} input + {u.output_tokens} output tokens")
+        lines.append(f"  LLM:     {u.calls} calls, {u.input_tokens} input + {u.output_tokens} output tokens")
     if status.outcome:
-        print(f"  outcome: {status.outcome.value}: {status.reason}")
-    return 0
+        lines.append(f"  outcome: {status.outcome.value}: {printable(status.reason)}")
+    return lines
+
+
+def _path(steps: list[str]) -> str:
+    return " → ".join(printable(step) for step in steps) or "-"
 
 
 async def cmd_codec_server(args: argparse.Namespace) -> int:
@@ -198,11 +215,11 @@ async def cmd_decide(args: argparse.Namespace) -> int:
     )
     if receipt is None:
         print(
-            f"{verdict} sent as a signal for {args.case_id} as {args.user}; "
-            f"`baton audit {args.case_id}` shows whether the case accepted it"
+            f"{verdict} sent as a signal for {printable(args.case_id)} as {printable(args.user)}; "
+            f"`baton audit {printable(args.case_id)}` shows whether the case accepted it"
         )
     else:
-        print(f"{args.case_id}: {receipt.state}")
+        print(f"{printable(args.case_id)}: {printable(receipt.state)}")
     return 0
 
 
@@ -216,15 +233,21 @@ async def cmd_pending(args: argparse.Namespace) -> int:
         )
         return 0
     if not cases:
-        print("nothing waiting" + (f" for {args.role}" if args.role else ""))
+        print("nothing waiting" + (f" for {printable(args.role)}" if args.role else ""))
         return 0
     for c in cases:
-        deadline = c.deadline.isoformat(timespec="seconds") if c.deadline else "held"
-        amount = f"{c.amount:>10.2f}" if c.amount is not None else " " * 10
-        print(
-            f"{c.case_id}  {c.role:<16} age {_age(c.age_seconds):>6}  {amount}  due {deadline}  {c.summary}"
-        )
+        print(format_pending(c))
     return 0
+
+
+def format_pending(c: PendingCase) -> str:
+    """One line of ``baton pending``; case id, role and summary escaped (:func:`printable`)."""
+    deadline = c.deadline.isoformat(timespec="seconds") if c.deadline else "held"
+    amount = f"{c.amount:>10.2f}" if c.amount is not None else " " * 10
+    return (
+        f"{printable(c.case_id)}  {printable(c.role):<16} age {_age(c.age_seconds):>6}  {amount}  "
+        f"due {deadline}  {printable(c.summary)}"
+    )
 
 
 def _age(seconds: float) -> str:
@@ -235,29 +258,84 @@ def _age(seconds: float) -> str:
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
-    if args.target == "verify":
-        path = Path(args.file) if args.file else _settings(args).audit_log
-        if not path.exists():
-            raise BatonUsageError(f"no audit log at {path}")
-        verdict = auditlog.verify(path)
-        print(f"{path}: {verdict}", file=sys.stdout if verdict.ok else sys.stderr)
-        return 0 if verdict.ok else 1
-    if args.log:
-        records = list(
-            auditlog.read(Path(args.file) if args.file else _settings(args).audit_log, case_id=args.target)
-        )
-        if not records:
-            raise BatonUsageError(f"no records of case {args.target!r} in the audit log")
-        events = [AuditEvent.model_validate(r["event"]) for r in records]
-    else:
-        events = await (await _client(args)).audit(args.target)
-    if args.json:
-        print(_dump(events))
+    """Print a case's audit trail, or verify the log: chain, signatures, and Temporal's anchors.
+
+    ``verify`` compares the log with what the engine recorded (each case's memo keeps
+    the hash of its newest record and its record count) unless ``--no-temporal``:
+    records removed from the end or an emptied log leave a valid chain, and only
+    those anchors show them. Exit 1 names every case whose records are missing.
+    """
+    from temporalio.service import RPCError
+
+    from baton.audit.anchors import list_anchors
+    from baton.audit.keys import load_audit_keys
+    from baton.audit.sink import AuditSink, open_sink
+
+    log: AuditSink | None = None
+    if args.dsn:
+        from baton.audit.postgres import PostgresAuditLog
+
+        log = PostgresAuditLog(args.dsn)
+    elif args.target == "verify" or args.log:
+        log = auditlog.AuditLog(args.file) if args.file else open_sink(_settings(args).audit_log)
+    if args.target != "verify":
+        if log is not None:
+            records = list(log.read(case_id=args.target))
+            log.close()
+            if not records:
+                raise BatonUsageError(f"no records of case {printable(args.target)!r} in {log.where}")
+            events = [AuditEvent.model_validate(r["event"]) for r in records]
+        else:
+            events = await (await _client(args)).audit(args.target)
+        if args.json:
+            print(_dump(events))
+            return 0
+        for e in events:
+            print(format_event(e))
         return 0
-    for e in events:
-        who = f" [{e.actor}]" if e.actor else ""
-        print(f"{e.seq:>3} {e.at.isoformat(timespec='milliseconds')} {e.kind.value:<18}{who} {e.detail}")
-    return 0
+
+    assert log is not None
+    anchors, after = None, list[str]()  # `after`: said on stderr once the verdict is out
+    if not args.no_temporal:
+        queue = _settings(args).task_queue
+        try:
+            found = await list_anchors((await _client(args)).temporal, task_queue=queue)
+        except (BatonRuntimeError, RPCError) as exc:
+            raise BatonRuntimeError(
+                f"cannot read the cases' anchors from Temporal: {exc}; --no-temporal checks the chain alone"
+            ) from None
+        anchors = found.cases
+        after.append(
+            f"anchors: {len(found.cases)} case(s) on task queue {printable(queue)!r} "
+            f"({found.unanchored} run(s) from before anchors, or not yet appended, skipped)"
+        )
+        if found.unreadable:
+            after.append(f"baton: {len(found.unreadable)} case(s) not checked, their memo is encrypted: "
+                         "set BATON_CODEC_KEYS")  # fmt: skip
+    if isinstance(log, auditlog.AuditLog) and not log.path.exists() and not anchors:
+        raise BatonUsageError(f"no audit log at {log.path}")
+    keys, sink = load_audit_keys(), log
+    verdict = await asyncio.to_thread(lambda: sink.verify(keys=keys, anchors=anchors))
+    log.close()
+    if args.json:
+        print(json.dumps({"log": log.where, **dataclasses.asdict(verdict)}, indent=2))
+    else:
+        print(f"{log.where}: {printable(verdict)}", file=sys.stdout if verdict.ok else sys.stderr)
+        for gap in verdict.missing:
+            print(f"  missing: {printable(gap)}", file=sys.stderr)
+        for note in verdict.notes:
+            print(f"baton: note: {printable(note)}", file=sys.stderr)
+        for line in after:
+            print(line, file=sys.stderr)
+    return 0 if verdict.ok else 1
+
+
+def format_event(e: AuditEvent) -> str:
+    """One line of ``baton audit``: actor and detail escaped, so neither can forge a line."""
+    who = f" [{printable(e.actor)}]" if e.actor else ""
+    return (
+        f"{e.seq:>3} {e.at.isoformat(timespec='milliseconds')} {e.kind.value:<18}{who} {printable(e.detail)}"
+    )
 
 
 async def cmd_trace(args: argparse.Namespace) -> int:
@@ -401,8 +479,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("audit", cmd_audit, "print a case's audit trail, or `audit verify [FILE]` to check the log")
     p.add_argument("target", help="a case id, or 'verify'")
-    p.add_argument("file", nargs="?", help="audit log file (default: $BATON_HOME/audit.jsonl)")
+    p.add_argument(
+        "file",
+        nargs="?",
+        help="audit log file (default: the configured sink: $BATON_AUDIT_SINK, else $BATON_HOME/audit.jsonl)",
+    )
+    p.add_argument("--dsn", help="read the PostgreSQL audit sink at this libpq DSN instead of a file")
     p.add_argument("--log", action="store_true", help="read the case's events from the audit log")
+    p.add_argument(
+        "--no-temporal",
+        action="store_true",
+        help="verify: check the chain and signatures only, not against the anchors the cases recorded",
+    )
     p.add_argument("--json", action="store_true")
     p = add("trace", cmd_trace, "print a case's span tree from the JSONL trace file")
     p.add_argument("case_id")

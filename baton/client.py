@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,9 @@ from baton.codec import KEYS_HINT, CodecKeyError, is_encrypted
 from baton.connection import connect
 from baton.contracts import check_against, resolve_contract, validation_problems
 from baton.errors import BatonUsageError, CaseInputError, SpecError
+from baton.identity import IdentityError, canonical
 from baton.messages import (
+    MAX_ID,
     AuditEvent,
     CaseResult,
     CaseStart,
@@ -42,12 +45,15 @@ from baton.messages import (
 )
 from baton.settings import Settings
 from baton.spec import ProcessSpec, SpecSnapshot
+from baton.textbounds import excerpt
 
 if TYPE_CHECKING:
     from baton.app import App
     from baton.wiring import Wiring
 
 WORKFLOW_NAME = "GovernedProcess"
+CASE_ID = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._:@-]{{0,{MAX_ID - 1}}}$")
+"""What a case id may be: it names the case in URLs, logs and the audit log."""
 MAX_CASE_BYTES = int(os.environ.get("BATON_MAX_CASE_BYTES", str(256 * 1024)))
 """Cases above this are refused before start (Temporal's limit is 2 MiB per payload)."""
 
@@ -182,6 +188,14 @@ class BatonClient:
         spec = snapshot.spec
         checked = prepare_case(spec, case)
         case_id = case_id or f"{spec.process}-{uuid.uuid4().hex[:12]}"
+        if not CASE_ID.match(case_id):
+            raise BatonUsageError(
+                f"case id {excerpt(case_id, 64)!r}: use at most {MAX_ID} letters, digits and . _ : @ -"
+            )
+        try:
+            submitted_by = canonical(submitted_by)
+        except IdentityError as exc:
+            raise BatonUsageError(f"submitter {excerpt(submitted_by, 64)!r}: {exc}") from None
         index = await self.index_ready()
         attributes = TypedSearchAttributes(
             [
@@ -279,6 +293,10 @@ class BatonClient:
         """
         decision_id = decision_id or uuid.uuid4().hex
         handle = self.handle(case_id)
+        try:  # the same bounds the case applies, checked before anything is sent
+            HumanDecision(approver=approver, comment=comment, decision_id=decision_id)
+        except ValidationError as exc:
+            raise BatonUsageError("decision not sent: " + "; ".join(validation_problems(exc))) from None
         try:
             await self._check_readable(case_id)
             if signal:

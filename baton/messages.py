@@ -11,8 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from baton.identity import MAX_IDENTITY
 from baton.spec.models import SpecSnapshot
 
 JsonDict = dict[str, Any]
@@ -35,6 +36,7 @@ class Resume(BaseModel):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     budget_waived: bool = False
     runs: int = 1
+    refusals: int = 0
 
 
 class CaseStart(BaseModel):
@@ -118,16 +120,25 @@ class LlmResult(BaseModel):
     model: str
 
 
+MAX_COMMENT = 4000
+"""Longest comment, reason or feedback a decision may carry (characters)."""
+MAX_ID = 200
+"""Longest case id or decision id."""
+
+
 class HumanDecision(BaseModel):
     """An approver's decision, sent as the ``approve``/``reject``/``request_changes`` signal.
 
     ``comment`` is the reason for a rejection and the feedback for a change request.
-    ``decision_id`` makes a repeated send apply once.
+    ``decision_id`` makes a repeated send apply once. Every field is bounded: a decision
+    comes from outside, and its text lands in the case's history and audit trail.
     """
 
-    approver: str = Field(min_length=1)
-    comment: str = ""
-    decision_id: str | None = None
+    model_config = ConfigDict(extra="forbid")
+
+    approver: str = Field(min_length=1, max_length=MAX_IDENTITY)
+    comment: str = Field(default="", max_length=MAX_COMMENT)
+    decision_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
 
 
 class DecisionRequest(HumanDecision):
@@ -203,6 +214,7 @@ class AuditKind(StrEnum):
     REJECTED = "rejected"
     CHANGES_REQUESTED = "changes_requested"
     REFUSED = "refused"
+    CANCELLED = "cancelled"
     REMINDED = "reminded"
     TIMED_OUT = "timed_out"
     HELD = "held"
@@ -257,6 +269,7 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     ACTION_FAILED = "action_failed"
     INVALID_INPUT = "invalid_input"
+    CANCELLED = "cancelled"
 
 
 class Awaiting(BaseModel):
@@ -309,6 +322,8 @@ class CaseStatus(BaseModel):
     outcome: Outcome | None = None
     reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    refusals: int = 0
+    """Decisions refused so far (only the first few are itemised in the audit trail)."""
 
 
 class CaseResult(BaseModel):
@@ -325,6 +340,7 @@ class CaseResult(BaseModel):
     handoffs: dict[str, JsonDict] = Field(default_factory=dict)
     usage: Usage = Field(default_factory=Usage)
     audit: list[AuditEvent] = Field(default_factory=list)
+    refusals: int = 0
 
 
 Resume.model_rebuild()

@@ -7,6 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from baton.safetext import printable
+
 SHOWN = (
     "baton.agent", "baton.step", "baton.check.result", "baton.decision", "baton.approver",
     "baton.verdict", "gen_ai.request.model", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens",
@@ -22,7 +24,11 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 
 def case_tree(path: Path, case_id: str) -> list[str]:
-    """Lines of the span tree(s) of the traces that carry ``case_id``, children indented."""
+    """Lines of the span tree(s) of the traces that carry ``case_id``, children indented.
+
+    Span names and attribute values are escaped (:func:`~baton.safetext.printable`):
+    they carry names and text from outside, and each span must stay one line.
+    """
     spans = load(path)
     trace_ids = {
         s["trace_id"]
@@ -41,13 +47,15 @@ def case_tree(path: Path, case_id: str) -> list[str]:
         for span in children.get(parent, []):
             took = (span["end"] - span["start"]) / 1e6
             extra = " ".join(
-                f"{k.split('.')[-1]}={span['attributes'][k]}" for k in SHOWN if k in span["attributes"]
+                f"{k.split('.')[-1]}={printable(span['attributes'][k])}"
+                for k in SHOWN
+                if k in span["attributes"]
             )
             status = "" if span["status"] != "ERROR" else " ✗"
-            lines.append(f"{'  ' * depth}{span['name']}  {took:.1f} ms{status}  {extra}".rstrip())
+            lines.append(f"{'  ' * depth}{printable(span['name'])}  {took:.1f} ms{status}  {extra}".rstrip())
             walk(span["span_id"], depth + 1)
 
     walk(None, 0)
     if len(trace_ids) > 1:
-        lines.insert(0, f"({len(trace_ids)} traces: {', '.join(sorted(trace_ids))})")
+        lines.insert(0, f"({len(trace_ids)} traces: {', '.join(printable(t) for t in sorted(trace_ids))})")
     return lines

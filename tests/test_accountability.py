@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.audit import AuditActivities
 from baton import auditlog, traces
 from baton.auditlog import AuditLog
-from baton.messages import AuditBatch, AuditEvent, AuditKind, Outcome
+from baton.messages import AuditBatch, AuditEvent, AuditKind, AuditReceipt, Outcome
 from baton.scenario import wait_for_approval
 from baton.telemetry import JsonlSpanExporter
 from tests.conftest import Running, refund
@@ -151,18 +151,16 @@ async def test_audit_log_is_chained_joined_to_the_trace_and_tamper_evident(
 
 
 async def test_a_retried_audit_append_writes_no_duplicates(on_dev: Running) -> None:
-    real = AuditLog(on_dev.settings.audit_log)
+    real = AuditActivities(AuditLog(on_dev.settings.audit_log))
     attempts: list[int] = []
 
     @activity.defn(name="baton.audit_append")
-    async def crashing_append(batch: AuditBatch) -> int:
-        records = [(f"{batch.workflow_id}/{batch.run_id}/{e.seq}", {"case_id": batch.case_id,
-                    "event": e.model_dump(mode="json")}) for e in batch.events]  # fmt: skip
-        written = len(real.append(records))  # the records land...
+    async def crashing_append(batch: AuditBatch) -> AuditReceipt:
+        receipt = await real.audit_append(batch)  # the records land...
         attempts.append(activity.info().attempt)
         if activity.info().attempt == 1:
             raise RuntimeError("worker died before reporting")  # ...but the report is lost
-        return written
+        return receipt
 
     async with on_dev.worker([crashing_append]):
         case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 20.0))
@@ -241,8 +239,8 @@ async def test_metrics_count_each_logged_event_once(tmp_path: Path) -> None:
     batch = AuditBatch(case_id="m-1", process="p", workflow_id="m-1", run_id="r", events=events)
     sink = AuditActivities(AuditLog(tmp_path / "audit.jsonl"))
     before = metric_points()
-    assert await sink.audit_append(batch) == 4
-    assert await sink.audit_append(batch) == 0  # a retry: nothing new written, nothing counted
+    assert (await sink.audit_append(batch)).written == 4
+    assert (await sink.audit_append(batch)).written == 0  # a retry: nothing new written, nothing counted
     after = metric_points()
     assert after["baton.cases"] - before.get("baton.cases", 0) == 1
     assert after["baton.llm.tokens"] - before.get("baton.llm.tokens", 0) == 150

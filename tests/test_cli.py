@@ -59,7 +59,7 @@ async def test_validate_ok_and_every_problem(on_dev: Running, tmp_path: Path) ->
     assert bad.code == 2
     # Shape problems are all reported first; cross-references are checked once the shape is right.
     assert bad.err.strip().splitlines() == [
-        f"{tmp_path}/bad.yaml: ladders.standard[0].timeout (line 72): Value error, "
+        f"{tmp_path}/bad.yaml: ladders.standard[0].timeout (line 75): Value error, "
         "'-1s' is not a duration like 500ms, 30s, 4h or 1h30m"
     ]
     as_json = await baton(on_dev, "validate", "--json", write(tmp_path, "bad2.yaml", text))

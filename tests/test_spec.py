@@ -46,11 +46,11 @@ def test_every_problem_is_reported_with_its_location() -> None:
     problems = problems_of(text)
     joined = "\n".join(problems)
     assert "flow[2].agent (line 48): unknown agent 'polcy'" in joined
-    assert "decide[0].when" in joined
+    assert "decide[1].when" in joined
     assert "CEL syntax error in 'policy.compliant && drafter.amount <='" in joined
     assert "agents.intake.output" in joined
     assert "has no 'Nope'" in joined
-    assert "decide[2].then.approval" in joined
+    assert "decide[3].then.approval" in joined
     assert "unknown ladder 'finanse'" in joined
     assert "ladders.finance[0].role" in joined
     assert "unknown role 'treasurer'" in joined
@@ -130,7 +130,7 @@ def test_diagram_draws_checks_rules_and_ladders() -> None:
     for fragment in (
         "intake_check{",
         'policy_review -- "no: findings back (≤2 rounds)" --> drafter',
-        'decide -- "2. policy.compliant && drafter.amount #lt;= 500.0" --> ladder_standard',
+        'decide -- "3. policy.compliant && drafter.amount #lt;= 500.0" --> ladder_standard',
         "support-lead (4h) → support-manager (1d)",
         "timeout → reject",
     ):
@@ -152,7 +152,7 @@ def test_ladder_checks_reminders_and_approver_counts() -> None:
     )
     fixed = text.replace("remind: 5h}", "remind: 3h}")
     assert problems_of(fixed) == [
-        "ladders.finance-dual[0].approvers (line 76): needs 3 approvers but role 'finance' has 2"
+        "ladders.finance-dual[0].approvers (line 79): needs 3 approvers but role 'finance' has 2"
     ]
 
 

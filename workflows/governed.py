@@ -13,12 +13,14 @@ drafting step and runs the flow again from there, through every check.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.handoffs import HandoffRunner, execute, failure_message
@@ -27,13 +29,17 @@ from workflows.trail import AuditTrail
 from workflows.visibility import Visibility
 
 with workflow.unsafe.imports_passed_through():
-    from baton.contracts import check_against, resolve_contract
+    from pydantic import ValidationError
+
+    from baton.contracts import check_against, resolve_contract, validation_problems
+    from baton.identity import canonical_or_none
     from baton.messages import (
         ActionInput,
         ActionResult,
         AuditBatch,
         AuditEvent,
         AuditKind,
+        AuditReceipt,
         CaseResult,
         CaseStart,
         CaseStatus,
@@ -44,14 +50,25 @@ with workflow.unsafe.imports_passed_through():
         JsonDict,
         Outcome,
         Resume,
+        Verdict,
     )
     from baton.rules import RuleError, evaluate, evaluate_bool
+    from baton.textbounds import excerpt
 
 
 AUDIT_ACTIVITY = "baton.audit_append"
 AUDIT_LOG_PATCH = "audit-log-v1"
 """Cases started before the audit log existed replay without it (see README)."""
-AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
+"""Retried until the log takes the records (a full or read-only disk heals within ~10 s
+of space returning; the policy of a local activity is not part of replayed history)."""
+AUDIT_ANCHOR_PATCH = "audit-anchor-v1"
+"""From here on each append's receipt (the log's head hash for the case) is kept in the
+memo as ``audit_head``/``audit_records``, so ``baton audit verify`` can compare the log
+with what the engine saw. Cases that appended before replay with the old int result."""
+CANCEL_PATCH = "cancel-recorded-v1"
+"""A cancelled case records the cancellation (audit event, stage, outcome) before it ends."""
+SIGNALS = ("approve", "reject", "request_changes")
 
 
 @dataclass
@@ -109,20 +126,44 @@ class GovernedProcess:
         self._trail.events, self._trail.logged = list(resume.audit), resume.logged
         self._handoffs.usage = resume.usage
         self._desk.records = list(resume.approvals)
+        self._desk.refused = resume.refusals
         self._budget_waived = resume.budget_waived
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseResult:
-        """Run the case to an outcome; never leaves it waiting without a deadline."""
+        """Run the case to an outcome; never leaves it waiting without a deadline.
+
+        A cancelled case records its cancellation (an audit event, stage ``closed``,
+        outcome ``cancelled``, the audit log appended) and then ends as cancelled.
+        """
+        try:
+            return await self._run(start)
+        except asyncio.CancelledError:
+            if workflow.patched(CANCEL_PATCH):
+                await self._record_cancellation()
+            raise
+
+    async def _record_cancellation(self) -> None:
+        self._desk.awaiting = None  # whatever it waited for, nobody is asked any more
+        self._path.append("cancelled")
+        self._close(Outcome.CANCELLED, f"cancelled while {self._stage}")
+        await self._log_audit()
+
+    async def _run(self, start: CaseStart) -> CaseResult:
         if start.resume is not None:
             step = Next("rerun", start_at=start.resume.start_at, feedback=start.resume.feedback)
         else:
+            submitter = excerpt(start.submitted_by, 64)
             self._trail.add(
                 AuditKind.CASE_STARTED,
-                f"{self._spec.process} v{self._spec.version} started by {start.submitted_by}",
-                actor=start.submitted_by,
+                f"{self._spec.process} v{self._spec.version} started by {submitter}",
+                actor=submitter,
                 spec_sha256=start.spec.sha256,
             )
+            if canonical_or_none(start.submitted_by) is None:
+                self._trail.add(AuditKind.CHECK_FAILED, "submitter: control, invisible or space characters")
+                self._close(Outcome.INVALID_INPUT, "the submitter's name cannot be an identity")
+                return self._result()
             if not self._case_is_valid():
                 self._close(Outcome.INVALID_INPUT, "case does not match the input contract")
                 return self._result()
@@ -137,29 +178,53 @@ class GovernedProcess:
         await self._log_audit()
         return self._result()
 
-    @workflow.signal
-    def approve(self, decision: HumanDecision) -> None:
-        """An approver approves what the case is waiting on."""
-        self._desk.receive("approve", decision)
+    # Decisions come from outside: handlers take the raw payload and check it here, so a
+    # malformed one is refused and recorded instead of being dropped by the SDK unseen.
 
     @workflow.signal
-    def reject(self, decision: HumanDecision) -> None:
-        """An approver rejects what the case is waiting on."""
-        self._desk.receive("reject", decision)
+    def approve(self, payload: RawValue) -> None:
+        """An approver approves what the case is waiting on (a ``HumanDecision``)."""
+        self._signalled("approve", payload)
 
     @workflow.signal
-    def request_changes(self, decision: HumanDecision) -> None:
-        """An approver sends the draft back with feedback (in ``comment``)."""
-        self._desk.receive("request_changes", decision)
+    def reject(self, payload: RawValue) -> None:
+        """An approver rejects what the case is waiting on (a ``HumanDecision``)."""
+        self._signalled("reject", payload)
+
+    @workflow.signal
+    def request_changes(self, payload: RawValue) -> None:
+        """An approver sends the draft back with feedback in ``comment`` (a ``HumanDecision``)."""
+        self._signalled("request_changes", payload)
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """A signal Baton does not know (``approved``): refused and recorded, never ignored."""
+        self._desk.refuse(
+            f"signal {excerpt(name, 64)!r}",
+            f"unknown signal; a decision is one of {', '.join(SIGNALS)}, or the decide update",
+        )
+
+    def _signalled(self, verdict: Verdict, payload: RawValue) -> None:
+        decision = _parse(payload, HumanDecision)
+        if isinstance(decision, str):
+            self._desk.refuse(f"{verdict} signal", f"malformed decision: {decision}", decision=verdict)
+            return
+        self._desk.receive(verdict, decision)
 
     @workflow.update
-    def decide(self, request: DecisionRequest) -> DecisionReceipt:
+    def decide(self, payload: RawValue) -> DecisionReceipt:
         """A decision whose refusal the caller hears at once (see the validator)."""
+        request = _parse(payload, DecisionRequest)
+        assert not isinstance(request, str), "the validator refused it"
         state = self._desk.apply(request.verdict, request)
-        return DecisionReceipt(verdict=request.verdict, approver=request.approver, state=state)
+        approver = canonical_or_none(request.approver) or request.approver
+        return DecisionReceipt(verdict=request.verdict, approver=approver, state=state)
 
     @decide.validator
-    def _validate_decide(self, request: DecisionRequest) -> None:
+    def _validate_decide(self, payload: RawValue) -> None:
+        request = _parse(payload, DecisionRequest)
+        if isinstance(request, str):
+            raise ValueError(f"malformed decision: {request}")
         refusal = self._desk.refusal(request.verdict, request)
         if refusal is not None:
             raise ValueError(refusal)
@@ -178,6 +243,7 @@ class GovernedProcess:
             outcome=self._outcome,
             reason=self._reason,
             usage=self._handoffs.usage,
+            refusals=self._desk.refused,
         )
 
     @workflow.query
@@ -446,6 +512,7 @@ class GovernedProcess:
             approvals=self._desk.records,
             budget_waived=self._budget_waived,
             runs=runs,
+            refusals=self._desk.refused,
         )
         workflow.continue_as_new(self._start.model_copy(update={"resume": resume}))
 
@@ -461,15 +528,25 @@ class GovernedProcess:
             run_id=info.run_id,
             events=self._trail.events[self._trail.logged :],
         )
-        await workflow.execute_local_activity(
+        stage = self._stage
+        # Visible while the log refuses writes (full disk, read-only): the workers' logs
+        # and the baton.audit.append_failures metric say why; Temporal keeps retrying.
+        self._set_stage(f"{stage} · writing {len(batch.events)} events to the audit log")
+        self._desk.busy = "its audit log is being written first"
+        anchored = workflow.patched(AUDIT_ANCHOR_PATCH)
+        receipt = await workflow.execute_local_activity(
             AUDIT_ACTIVITY,
             batch,
-            result_type=int,
+            result_type=AuditReceipt if anchored else int,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=AUDIT_RETRY,
             summary=f"audit log · {len(batch.events)} events",
         )
+        if isinstance(receipt, AuditReceipt):
+            workflow.upsert_memo({"audit_head": receipt.head, "audit_records": receipt.records})
+        self._desk.busy = None
         self._trail.logged = len(self._trail.events)
+        self._set_stage(stage)
 
     def _context(self) -> JsonDict:
         return {"case": self._start.case, **self._outputs}
@@ -505,4 +582,20 @@ class GovernedProcess:
             handoffs=dict(self._outputs),
             usage=self._handoffs.usage,
             audit=list(self._trail.events),
+            refusals=self._desk.refused,
         )
+
+
+Decision = TypeVar("Decision", bound=HumanDecision)
+
+
+def _parse(payload: RawValue, model: type[Decision]) -> Decision | str:
+    """Decode a decision from outside: the model, or one line saying why it is not one."""
+    try:
+        value = workflow.payload_converter().from_payload(payload.payload, model)
+    except ValidationError as exc:
+        return excerpt("; ".join(validation_problems(exc)), 300)
+    except Exception as exc:  # whatever else arrived, the answer is a refusal, not a crash
+        return excerpt(" ".join(f"{type(exc).__name__}: {exc}".split()), 300)
+    assert isinstance(value, model)
+    return value

@@ -9,6 +9,12 @@ someone who already approved this rung, or when the case is not waiting.
 Decisions arrive two ways. A signal is recorded even when refused (the audit
 shows the attempt). An update is checked by a validator first, so the caller
 hears the refusal at once and a refused update leaves no trace in history.
+
+Everything in a decision comes from outside, so it is bounded before it is kept:
+identities are compared in canonical form (``baton.identity``), a refusal keeps at
+most ``EXCERPT`` characters of a comment (and the digest of the whole), and only the
+first ``ITEMISED_REFUSALS`` refusals become audit events; the rest are counted. However
+many refusals arrive, the audit trail and the result stay small.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from typing import Literal
 
 from temporalio import workflow
 
-from workflows.trail import AuditTrail
+from workflows.trail import AuditTrail, digest
 
 with workflow.unsafe.imports_passed_through():
     from baton.durations import format_duration
+    from baton.identity import canonical_or_none
     from baton.messages import (
         ApprovalRecord,
         AuditKind,
@@ -35,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
     )
     from baton.spec.models import ProcessSpec, Rung
+    from baton.textbounds import excerpt
 
 ROLE_MEMBERS_ACTIVITY = "baton.role_members"
 PAST: dict[str, str] = {
@@ -45,6 +53,9 @@ PAST: dict[str, str] = {
 }
 
 Notify = Callable[[NotifyEvent, Awaiting, str | None], None]
+
+ITEMISED_REFUSALS = 25
+"""Refusals itemised in the audit trail per case; later ones are counted only."""
 
 
 @dataclass
@@ -91,6 +102,10 @@ class ApprovalDesk:
         self._asked_before = False
         self.awaiting: Awaiting | None = None
         self.records: list[ApprovalRecord] = []
+        self.refused = 0
+        """Decisions refused so far in this case (carried across continue-as-new)."""
+        self.busy: str | None = None
+        """What the case does before it can take decisions (said in a too-early refusal)."""
 
     async def climb(self, ladder: str, purpose: str) -> LadderResult:
         """Ask each rung in turn until it decides; then hold or time out per the spec."""
@@ -127,7 +142,7 @@ class ApprovalDesk:
             start_to_close_timeout=timedelta(seconds=10),
             summary=f"directory · {rung.role}",
         )
-        self._members = frozenset(found.members)
+        self._members = frozenset(c for m in found.members if (c := canonical_or_none(m)) is not None)
         self._rung, self._verdict, self._rung_records = rung, None, []
         self._asked_before = True
         self.awaiting = Awaiting(
@@ -193,37 +208,44 @@ class ApprovalDesk:
             return  # the same decision sent again: it already counted once
         refusal = self.refusal(verdict, decision)
         if refusal is not None:
-            self._trail.add(
-                AuditKind.REFUSED,
-                f"{verdict} by {decision.approver} refused: {refusal}",
-                actor=decision.approver,
-                decision=verdict,
-                comment=decision.comment,
-            )
+            self.refuse(f"{verdict} by {excerpt(decision.approver, 64)}", refusal, decision.comment,
+                        actor=excerpt(decision.approver, 64), decision=verdict)  # fmt: skip
             return
         self.apply(verdict, decision)
 
+    def refuse(
+        self, what: str, why: str, text: str = "", *, actor: str | None = None, decision: str | None = None
+    ) -> None:
+        """Record a refusal: itemised while there are few, counted once there are many."""
+        self.refused += 1
+        if self.refused > ITEMISED_REFUSALS:
+            return
+        data = {"decision": decision} if decision else {}
+        if text:
+            data.update(comment=excerpt(text), comment_sha256=digest(text))
+        if self.refused == ITEMISED_REFUSALS:
+            why += f" (refusal {ITEMISED_REFUSALS}: later refusals are counted in status, not itemised)"
+        self._trail.add(AuditKind.REFUSED, f"{what} refused: {why}", actor=actor, **data)
+
     def refusal(self, verdict: Verdict, decision: HumanDecision) -> str | None:
         """Why ``decision`` may not be applied now, or None if it may (no side effects)."""
+        approver = canonical_or_none(decision.approver)
+        if approver is None:
+            return "the approver's name holds control, invisible or space characters, or is too long"
         if self.awaiting is None or self._rung is None:
-            return (
-                "case is no longer awaiting approval"
-                if self._asked_before
-                else "case is not awaiting approval yet"
-            )
+            if self._asked_before:
+                return "case is no longer awaiting approval"
+            return "case is not awaiting approval yet" + (f" ({self.busy})" if self.busy else "")
         if self._verdict is not None:
             return "already decided"
-        if decision.approver == self._submitted_by:
-            return f"separation of duties: {decision.approver} submitted this case"
-        if decision.approver not in self._members:
-            return f"not authorised: {decision.approver} lacks role {self.awaiting.role}"
+        if approver == canonical_or_none(self._submitted_by):
+            return f"separation of duties: {approver} submitted this case"
+        if approver not in self._members:
+            return f"not authorised: {approver} lacks role {self.awaiting.role}"
         if verdict == "request_changes" and not decision.comment.strip():
             return "request_changes needs feedback in the comment"
-        if verdict == "approve" and decision.approver in self.awaiting.approved_by:
-            return (
-                f"{decision.approver} already approved; this rung needs "
-                f"{self._rung.approvers} different approvers"
-            )
+        if verdict == "approve" and approver in self.awaiting.approved_by:
+            return f"{approver} already approved; this rung needs {self._rung.approvers} different approvers"
         return None
 
     def apply(self, verdict: Verdict, decision: HumanDecision) -> str:
@@ -232,9 +254,12 @@ class ApprovalDesk:
         assert self._rung is not None
         if decision.decision_id is not None:
             self._seen_ids.add(decision.decision_id)
+        approver = canonical_or_none(decision.approver)
+        assert approver is not None, "refusal() refuses a name with no canonical form"
+        decision = decision.model_copy(update={"approver": approver})
         record = ApprovalRecord(
             decision=verdict,
-            approver=decision.approver,
+            approver=approver,
             role=self.awaiting.role,
             comment=decision.comment,
             at=workflow.now(),

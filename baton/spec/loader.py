@@ -4,6 +4,11 @@ A spec is governance: a typo must stop deployment, and the author should fix
 every problem in one pass. So the loader never stops at the first error; it
 collects YAML, shape and cross-reference problems and names each by path and
 line (``flow[2].agent (line 31): unknown agent 'polcy'``).
+
+A spec is also input from outside, so the loader bounds what it reads: at most
+:data:`MAX_SPEC_BYTES`, nesting at most :data:`MAX_DEPTH` deep, no YAML aliases
+(a few hundred bytes of aliases expand to billions of nodes), and prompt files
+only from the spec's own folder (or below it), each at most :data:`MAX_PROMPT_BYTES`.
 """
 
 from __future__ import annotations
@@ -20,13 +25,22 @@ from pydantic import ValidationError
 
 from baton.contracts import ContractError, format_location, resolve_contract
 from baton.errors import SpecError
-from baton.rules import RuleError, referenced_names
+from baton.rules import MAX_NESTING, RuleError, nesting, referenced_names
 from baton.spec.models import ProcessSpec, SpecSnapshot
 
 Loc = tuple[str | int, ...]
 
 _MACRO_VAR = re.compile(r"\.(?:all|exists|exists_one|map|filter)\(\s*([A-Za-z_]\w*)\s*,")
 _CEL_BUILTINS = {"true", "false", "null"}
+
+MAX_SPEC_BYTES = 1 << 20
+"""The largest spec file read (1 MiB); real specs are a few KiB."""
+MAX_PROMPT_BYTES = 64 << 10
+"""The largest prompt file frozen into a spec (64 KiB)."""
+MAX_DEPTH = 32
+"""The deepest nesting of YAML collections in a spec (real specs nest about 5 deep)."""
+MAX_NODES = 20_000
+"""The most YAML values (scalars, lists, mappings) in a spec (the examples hold about 300)."""
 
 
 Roles = Mapping[str, int] | Iterable[str]
@@ -66,9 +80,16 @@ def load_spec(
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as stream:
+            raw = stream.read(MAX_SPEC_BYTES + 1)  # never more, whatever the file is
     except OSError as exc:
         raise SpecError(source, [f"cannot read: {exc.strerror or exc}"]) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(source, [_too_large()])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(source, [f"cannot read: not UTF-8 text (byte {exc.start})"]) from None
     return load_spec_text(
         text,
         source=source,
@@ -89,11 +110,9 @@ def load_spec_text(
     providers: Iterable[str] | None = None,
 ) -> ProcessSpec:
     """Validate spec ``text``; see :func:`load_spec`. Prompt files resolve from ``base_dir``."""
-    try:
-        data = yaml.safe_load(text)
-        lines = _line_index(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(source, [_yaml_problem(exc)]) from None
+    if len(text) > MAX_SPEC_BYTES or len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
+        raise SpecError(source, [_too_large()])
+    data, lines = _parse(text, source)
     if not isinstance(data, dict):
         raise SpecError(source, ["(document): a spec must be a YAML mapping"])
     missing = _read_prompts(data, base_dir or Path.cwd())
@@ -124,12 +143,51 @@ def _read_prompts(data: dict[str, Any], base_dir: Path) -> list[tuple[Loc, str]]
     for name, agent in agents.items():
         if not isinstance(agent, dict) or not isinstance(agent.get("prompt"), str):
             continue
-        path = base_dir / agent["prompt"]
         try:
-            agent["prompt_text"] = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            problems.append((("agents", name, "prompt"), f"cannot read prompt {path}: {exc.strerror}"))
+            agent["prompt_text"] = _read_prompt(base_dir, agent["prompt"])
+        except _PromptError as exc:
+            problems.append((("agents", name, "prompt"), str(exc)))
     return problems
+
+
+class _PromptError(Exception):
+    """A prompt file that may not, or cannot, be read."""
+
+
+def _read_prompt(base_dir: Path, given: str) -> str:
+    """The text of prompt file ``given``, which must lie in ``base_dir`` or below it.
+
+    Symlinks are resolved before the check, so a link inside the folder to a file
+    outside it is refused like ``../`` is.
+    """
+    if "\x00" in given or not given.strip():
+        raise _PromptError(f"prompt path {given!r} is not a file name")
+    relative = Path(given)
+    if relative.is_absolute():
+        raise _PromptError(f"prompt path {given!r} is absolute: give it relative to the spec's folder")
+    root = base_dir.resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root):
+        raise _PromptError(
+            f"prompt path {given!r} leads outside the spec's folder ({root}): "
+            "prompt files must live in it or below it"
+        )
+    path = base_dir / relative
+    if target.exists() and not target.is_file():
+        raise _PromptError(f"cannot read prompt {path}: not a regular file")
+    try:
+        with target.open("rb") as stream:
+            raw = stream.read(MAX_PROMPT_BYTES + 1)
+    except OSError as exc:
+        raise _PromptError(f"cannot read prompt {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_PROMPT_BYTES:
+        raise _PromptError(
+            f"prompt {path} is larger than {MAX_PROMPT_BYTES // 1024} KiB, the most a prompt may be"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _PromptError(f"cannot read prompt {path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def snapshot_of(spec: ProcessSpec, source: str = "") -> SpecSnapshot:
@@ -306,6 +364,14 @@ def _cel_problems(loc: Loc, expr: str, visible: set[str], steps: list[str]) -> l
         used = referenced_names(expr)
     except RuleError as exc:
         return [(loc, str(exc))]
+    if nesting(expr) > MAX_NESTING:
+        return [
+            (
+                loc,
+                f"{expr!r} nests {nesting(expr)} comprehensions; at most {MAX_NESTING} are allowed "
+                "(each one multiplies the cost by a list's size, and rules run inside the workflow)",
+            )
+        ]
     bound = set(_MACRO_VAR.findall(expr)) | _CEL_BUILTINS
     found: list[tuple[Loc, str]] = []
     for name in used:
@@ -333,15 +399,89 @@ def _where(loc: Loc, lines: dict[Loc, int]) -> str:
     return text
 
 
-def _line_index(text: str) -> dict[Loc, int]:
-    """Map each YAML path to the 1-based line it starts on."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
+def _too_large() -> str:
+    return f"(document): larger than {MAX_SPEC_BYTES // 1024} KiB, the most a spec may be"
+
+
+class _RefusedError(Exception):
+    """The YAML may not be composed any further; ``problems`` say why."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """A safe loader that never follows an alias, and stops at :data:`MAX_DEPTH` or :data:`MAX_NODES`.
+
+    An alias is noted as a problem where it stands and replaced by null, so that
+    every alias is reported in one pass and none is ever expanded: the composed
+    tree is no larger than the text.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.alias_problems: dict[str, None] = {}  # ordered, one per line and name
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.get_event()  # type: ignore[no-untyped-call]
+            self.alias_problems[
+                f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed "
+                "in a spec: write the value out"
+            ] = None
+            return yaml.ScalarNode("tag:yaml.org,2002:null", "", event.start_mark, event.end_mark)
+        self._nodes += 1
+        if self._depth >= MAX_DEPTH or self._nodes > MAX_NODES:
+            line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+            if self._depth >= MAX_DEPTH:
+                raise _RefusedError(
+                    [f"line {line}: nested deeper than {MAX_DEPTH} levels, the most a spec may be"]
+                )
+            raise _RefusedError([f"line {line}: more than {MAX_NODES} YAML values, the most a spec may hold"])
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _parse(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
+    """The spec's data and the line each YAML path starts on, from one bounded composition."""
+    try:
+        loader = _SpecLoader(text)  # the reader refuses control characters here
+        try:
+            root = loader.get_single_node()
+            if loader.alias_problems:
+                raise _RefusedError(list(loader.alias_problems))
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
+    except _RefusedError as exc:
+        raise SpecError(source, exc.problems) from None
+    except yaml.reader.ReaderError as exc:  # no mark: its position is a character offset
+        line = text.count("\n", 0, exc.position) + 1
+        character = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        raise SpecError(
+            source, [f"line {line}: YAML syntax error: character {character}: {exc.reason}"]
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(source, [_yaml_problem(exc)]) from None
+    return data, _line_index(root)
+
+
+def _line_index(root: yaml.Node | None) -> dict[Loc, int]:
+    """Map each YAML path to the 1-based line it starts on (the tree has no aliases)."""
     index: dict[Loc, int] = {}
 
     def walk(node: yaml.Node, path: Loc) -> None:
         index.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
                 child = (*path, key.value)
                 index[child] = key.start_mark.line + 1
                 walk(value, child)

@@ -1,0 +1,17 @@
+"""Contracts of a test process whose case carries a large list (the rule-cost test)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Bulk(BaseModel):
+    """A case holding many items."""
+
+    items: list[str] = Field(max_length=10_000)
+
+
+class Count(BaseModel):
+    """How many items the agent counted."""
+
+    n: int
