@@ -51,7 +51,9 @@ def served_names(app: App, settings: Settings) -> frozenset[str]:
 
 def wiring_for(app: App | None, settings: Settings) -> Wiring:
     """The wiring of ``app`` (activities, providers, roles), or roles and providers only."""
-    roles = YamlRoleDirectory(settings.roles_file).roles()
+    # Without an app, a missing roles file means roles are not checked (a bare spec file).
+    checked = app is not None or settings.roles_file.exists()
+    roles = YamlRoleDirectory(settings.roles_file).roles() if checked else None
     providers = frozenset(load_providers(settings.providers_file))
     activities = served_names(app, settings) if app is not None else None
     return Wiring(roles=roles, activities=activities, providers=providers)

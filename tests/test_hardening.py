@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 from temporalio.common import SearchAttributeKey
 
-from baton import search
+from activities.audit import AuditActivities
+from baton import auditlog, search
+from baton.audit.anchors import list_anchors
+from baton.auditlog import AuditLog
 from baton.client import DecisionRefusedError
 from baton.errors import BatonUsageError, SpecError
 from baton.fakellm import FakeLlmServer, FakeScript
-from baton.messages import AgentInput, AuditKind, CaseStart, Outcome
+from baton.messages import AgentInput, AuditBatch, AuditKind, AuditReceipt, CaseStart, Outcome
 from baton.rules import COST_BUDGET, RuleError, estimated_cost, evaluate, nesting
 from baton.scenario import wait_for_approval
 from baton.spec import load_spec_text, snapshot_of
@@ -247,3 +252,53 @@ async def test_text_in_a_case_cannot_talk_the_drafter_into_more(
     assert "refunds 42.50 but the customer asked for 1.00" in rejected[0]
     assert not on_dev.refunds.db.ledger("ORD-1015")
     assert json.dumps(case["note"]) not in json.dumps([e.model_dump(mode="json") for e in audit])
+
+
+async def test_the_audit_log_is_anchored_in_each_case_and_verify_names_cut_cases(on_dev: Running) -> None:
+    async with on_dev.worker():
+        first = await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 20.0))
+        await on_dev.baton.result(first)
+        second = await on_dev.baton.start_case("refund-request", refund("ORD-1003", "CUS-003", 30.0))
+        await on_dev.baton.result(second)
+    anchors = await list_anchors(on_dev.client, task_queue=on_dev.settings.task_queue)
+    assert set(anchors.cases) == {first, second}
+    pairs = {wf: (a.head, a.records) for wf, a in anchors.cases.items()}
+    log = on_dev.settings.audit_log
+    assert auditlog.verify(log, anchors=pairs).ok
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-3]))  # the chain of what is left is intact...
+    verdict = auditlog.verify(log, anchors=pairs)
+    assert not verdict.ok  # ...but the engine saw more records of the second case
+    assert [gap.case for gap in verdict.missing] == [second]
+
+
+async def test_a_case_waiting_on_its_audit_log_says_so(on_dev: Running) -> None:
+    real = AuditActivities(AuditLog(on_dev.settings.audit_log))
+    failing = {"left": 4}
+
+    @activity.defn(name="baton.audit_append")
+    async def read_only_log(batch: AuditBatch) -> AuditReceipt:
+        if failing["left"] > 0:
+            failing["left"] -= 1
+            raise ApplicationError(
+                "audit log unavailable: EROFS (Read-only file system)", type="AuditLogUnavailable"
+            )
+        return await real.audit_append(batch)
+
+    async with on_dev.worker([read_only_log]):
+        case_id = await on_dev.baton.start_case("refund-request", APPROVAL_CASE, submitted_by="bob")
+        for _ in range(100):
+            status = await on_dev.baton.status(case_id)
+            if "audit log" in status.stage:
+                break
+            await asyncio.sleep(0.1)
+        assert re.fullmatch(
+            r"awaiting approval \(standard\) · writing \d+ events to the audit log", status.stage
+        )
+        # An approval sent now is neither lost nor refused: the case takes it once its log heals.
+        receipt = await on_dev.baton.approve(case_id, approver="alice")
+        result = await on_dev.baton.result(case_id)
+    assert failing["left"] == 0
+    assert receipt is not None
+    assert receipt.state == "approved by alice (support-lead)"
+    assert result.outcome == Outcome.ACTIONED

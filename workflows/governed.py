@@ -532,7 +532,6 @@ class GovernedProcess:
         # Visible while the log refuses writes (full disk, read-only): the workers' logs
         # and the baton.audit.append_failures metric say why; Temporal keeps retrying.
         self._set_stage(f"{stage} · writing {len(batch.events)} events to the audit log")
-        self._desk.busy = "its audit log is being written first"
         anchored = workflow.patched(AUDIT_ANCHOR_PATCH)
         receipt = await workflow.execute_local_activity(
             AUDIT_ACTIVITY,
@@ -544,7 +543,6 @@ class GovernedProcess:
         )
         if isinstance(receipt, AuditReceipt):
             workflow.upsert_memo({"audit_head": receipt.head, "audit_records": receipt.records})
-        self._desk.busy = None
         self._trail.logged = len(self._trail.events)
         self._set_stage(stage)
 

@@ -104,8 +104,6 @@ class ApprovalDesk:
         self.records: list[ApprovalRecord] = []
         self.refused = 0
         """Decisions refused so far in this case (carried across continue-as-new)."""
-        self.busy: str | None = None
-        """What the case does before it can take decisions (said in a too-early refusal)."""
 
     async def climb(self, ladder: str, purpose: str) -> LadderResult:
         """Ask each rung in turn until it decides; then hold or time out per the spec."""
@@ -235,7 +233,7 @@ class ApprovalDesk:
         if self.awaiting is None or self._rung is None:
             if self._asked_before:
                 return "case is no longer awaiting approval"
-            return "case is not awaiting approval yet" + (f" ({self.busy})" if self.busy else "")
+            return "case is not awaiting approval yet"
         if self._verdict is not None:
             return "already decided"
         if approver == canonical_or_none(self._submitted_by):
