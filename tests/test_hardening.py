@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ApplicationError
 
 from activities.audit import AuditActivities
 from baton import auditlog, search
