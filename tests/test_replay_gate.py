@@ -27,7 +27,7 @@ HISTORIES = {
 def test_every_demo_path_has_a_recorded_history() -> None:
     assert set(HISTORIES) >= {
         "auto", "approval", "revision", "contained", "escalated", "timeout",
-        "finance", "changes", "dual", "exception", "llm",
+        "finance", "changes", "dual", "exception", "llm", "cancelled",
     }  # fmt: skip
 
 

@@ -10,11 +10,14 @@ interpreter safely"); never to make a failing replay pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 
+from temporalio.client import WorkflowFailureError
+
 from baton.scenario import run_scenario
-from baton.testing import serve_app, start_dev_server
+from baton.testing import AppHarness, serve_app, start_dev_server
 from tests.conftest import REFUNDS_APP, refund_scenario
 
 HERE = Path(__file__).resolve().parent
@@ -35,7 +38,25 @@ async def record() -> list[Path]:
             path = HERE / f"{report.scripted.slug}.json"
             path.write_text(history.to_json())
             written.append(path)
+        written.append(await record_refused_then_cancelled(harness))
     return written
+
+
+async def record_refused_then_cancelled(harness: AppHarness) -> Path:
+    """A case that waits, is sent malformed, misnamed and unauthorised decisions, then is cancelled."""
+    case = {"order_id": "ORD-1002", "customer_id": "CUS-002", "requested_amount": 249.0, "reason": "defective"}
+    case_id = await harness.start("refund-request", case, submitted_by="bob", case_id="history-cancelled")
+    await harness.wait_for_approval(case_id)
+    handle = harness.client.temporal.get_workflow_handle(case_id)
+    await handle.signal("approve", {"user": "alice"})
+    await handle.signal("approved", {"approver": "alice"})
+    await handle.signal("approve", {"approver": "Bob", "comment": "my own case"})
+    await handle.cancel()
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+    path = HERE / "cancelled.json"
+    path.write_text((await handle.fetch_history()).to_json())
+    return path
 
 
 if __name__ == "__main__":
