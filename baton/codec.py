@@ -13,12 +13,9 @@ traces are encoded too (``DefaultFailureConverterWithEncodedAttributes``).
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,6 +23,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 from baton.errors import BatonUsageError
+from baton.keyring import read_keyring
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -113,27 +111,8 @@ class AesGcmCodec(PayloadCodec):
 def load_codec(environ: dict[str, str] | None = None) -> AesGcmCodec | None:
     """The codec configured by ``BATON_CODEC_KEYS`` or ``BATON_CODEC_KEYS_FILE``, if any."""
     env = os.environ if environ is None else environ
-    if env.get("BATON_CODEC_KEYS_FILE"):
-        path = Path(env["BATON_CODEC_KEYS_FILE"])
-        try:
-            data = json.loads(path.read_text())
-            from_file = {k: base64.b64decode(v) for k, v in data["keys"].items()}
-            return AesGcmCodec(from_file, data["current"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BatonUsageError(f"codec keys file {path}: {type(exc).__name__}: {exc}") from None
-    spec = env.get("BATON_CODEC_KEYS", "").strip()
-    if not spec:
-        return None
-    keys: dict[str, bytes] = {}
-    for item in spec.split(","):
-        key_id, sep, encoded = item.strip().partition(":")
-        if not sep or not key_id:
-            raise BatonUsageError("BATON_CODEC_KEYS must be 'id:base64key[,id:base64key...]'")
-        try:
-            keys[key_id] = base64.b64decode(encoded, validate=True)
-        except ValueError:
-            raise BatonUsageError(f"BATON_CODEC_KEYS: key {key_id!r} is not valid base64") from None
-    return AesGcmCodec(keys, next(iter(keys)))
+    ring = read_keyring(env, "BATON_CODEC_KEYS", what="codec keys file")
+    return None if ring is None else AesGcmCodec(*ring)
 
 
 def with_codec(converter: DataConverter, codec: AesGcmCodec | None) -> DataConverter:

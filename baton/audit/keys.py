@@ -16,16 +16,14 @@ verifiers' list as long as those records are kept.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from baton.errors import BatonUsageError
+from baton.keyring import read_keyring
 
 MIN_KEY_BYTES = 16
 """Shorter HMAC keys are guessable; refused at start-up rather than trusted."""
@@ -78,24 +76,5 @@ def load_audit_keys(environ: Mapping[str, str] | None = None) -> AuditKeys | Non
             to start rather than write records nobody can verify).
     """
     env = os.environ if environ is None else environ
-    if env.get("BATON_AUDIT_KEYS_FILE"):
-        path = Path(env["BATON_AUDIT_KEYS_FILE"])
-        try:
-            data = json.loads(path.read_text())
-            from_file = {k: base64.b64decode(v, validate=True) for k, v in data["keys"].items()}
-            return AuditKeys(from_file, data["current"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BatonUsageError(f"audit keys file {path}: {type(exc).__name__}: {exc}") from None
-    spec = env.get("BATON_AUDIT_KEYS", "").strip()
-    if not spec:
-        return None
-    keys: dict[str, bytes] = {}
-    for item in spec.split(","):
-        key_id, sep, encoded = item.strip().partition(":")
-        if not sep or not key_id:
-            raise BatonUsageError("BATON_AUDIT_KEYS must be 'id:base64key[,id:base64key...]'")
-        try:
-            keys[key_id] = base64.b64decode(encoded, validate=True)
-        except ValueError:
-            raise BatonUsageError(f"BATON_AUDIT_KEYS: key {key_id!r} is not valid base64") from None
-    return AuditKeys(keys, next(iter(keys)))
+    ring = read_keyring(env, "BATON_AUDIT_KEYS", what="audit keys file")
+    return None if ring is None else AuditKeys(*ring)

@@ -44,7 +44,12 @@ async def record() -> list[Path]:
 
 async def record_refused_then_cancelled(harness: AppHarness) -> Path:
     """A case that waits, is sent malformed, misnamed and unauthorised decisions, then is cancelled."""
-    case = {"order_id": "ORD-1002", "customer_id": "CUS-002", "requested_amount": 249.0, "reason": "defective"}
+    case = {
+        "order_id": "ORD-1002",
+        "customer_id": "CUS-002",
+        "requested_amount": 249.0,
+        "reason": "defective",
+    }
     case_id = await harness.start("refund-request", case, submitted_by="bob", case_id="history-cancelled")
     await harness.wait_for_approval(case_id)
     handle = harness.client.temporal.get_workflow_handle(case_id)
