@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -168,10 +167,8 @@ def test_rule_cost_is_estimated_and_bounded() -> None:
         nesting("case.items.all(x, x != '')"),
     ) == (2, 0, 1)
     assert estimated_cost(quadratic, {"case": {"items": items}}) == 25_000_000 > COST_BUDGET
-    started = time.perf_counter()
     with pytest.raises(RuleError, match=r"is over its cost budget: about 25,000,000 iterations"):
-        evaluate(quadratic, {"case": {"items": items}})
-    assert time.perf_counter() - started < 1.0  # refused before running (measured ~5 s if run)
+        evaluate(quadratic, {"case": {"items": items}})  # refused before running (≈5 s if run)
     assert evaluate("case.items.all(x, x.startsWith('item-'))", {"case": {"items": items}}) is True
 
 
@@ -205,14 +202,14 @@ async def test_an_expensive_rule_fails_its_check_and_never_stalls_the_worker(on_
     })  # fmt: skip
     items = [f"sku-{i:05d}" for i in range(5000)]
     async with on_dev.worker([bulk_count]):
-        started = time.monotonic()
         heavy = await on_dev.baton.start_case(snapshot_of(spec), {"items": items})
         bystander = await on_dev.baton.start_case("refund-request", refund("ORD-1001", "CUS-001", 34.90))
         done = await on_dev.baton.result(bystander)
-        bystander_seconds = time.monotonic() - started
         result = await on_dev.baton.result(heavy)
+        history = await on_dev.baton.handle(heavy).fetch_history()
     assert done.outcome == Outcome.ACTIONED
-    assert bystander_seconds < 30  # was 4.5 minutes behind a stalled worker
+    # No workflow task ever failed (the deadlock detector, TMPRL1101, fails the task that stalls).
+    assert not [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
     assert result.outcome == Outcome.REJECTED  # no escalation ladder: the safe default
     failed = [e.detail for e in result.audit if e.kind == AuditKind.CHECK_FAILED]
     assert any("over its cost budget" in d for d in failed), failed
