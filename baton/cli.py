@@ -156,6 +156,8 @@ def format_status(status: CaseStatus) -> list[str]:
     if status.usage.calls:
         u = status.usage
         lines.append(f"  LLM:     {u.calls} calls, {u.input_tokens} input + {u.output_tokens} output tokens")
+    if status.refusals:
+        lines.append(f"  refused: {status.refusals} decision(s) (`baton audit` itemises the first 25)")
     if status.outcome:
         lines.append(f"  outcome: {status.outcome.value}: {printable(status.reason)}")
     return lines

@@ -21,6 +21,7 @@ from activities.audit import AuditActivities
 from baton import auditlog, search
 from baton.audit.anchors import list_anchors
 from baton.auditlog import AuditLog
+from baton.cli import format_status
 from baton.client import DecisionRefusedError
 from baton.errors import BatonUsageError, SpecError
 from baton.fakellm import FakeLlmServer, FakeScript
@@ -83,6 +84,7 @@ async def test_malformed_and_misnamed_signals_are_refused_and_recorded(on_dev: R
         "or the decide update",
     ]
     assert status.refusals == 3
+    assert "  refused: 3 decision(s) (`baton audit` itemises the first 25)" in format_status(status)
     assert status.awaiting is not None  # still waiting, unharmed
 
 
