@@ -15,3 +15,10 @@ class Count(BaseModel):
     """How many items the agent counted."""
 
     n: int
+
+
+class Seen(BaseModel):
+    """What a probe agent was shown (the scoped-inputs test)."""
+
+    handoffs: list[str]
+    case_fields: list[str]

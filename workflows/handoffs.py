@@ -132,8 +132,8 @@ class HandoffRunner:
                 agent=step.agent_name,
                 attempt=attempt,
                 revision=revision,
-                case=self._case,
-                handoffs=dict(outputs),
+                case=self._case if step.sees is None or "case" in step.sees else {},
+                handoffs=_seen(step, outputs),
                 feedback=feedback,
             )
             try:
@@ -257,6 +257,13 @@ def _usage_of_invalid_reply(exc: ActivityError) -> Usage | None:
 
 def _contract_name(agent: AgentSpec) -> str:
     return agent.output.rpartition(":")[2]
+
+
+def _seen(step: StepSpec, outputs: dict[str, JsonDict]) -> dict[str, JsonDict]:
+    """The earlier handoffs ``step`` may see: all of them, or only those its ``sees`` names."""
+    if step.sees is None:
+        return dict(outputs)
+    return {name: output for name, output in outputs.items() if name in step.sees}
 
 
 def _summary(agent: str, revision: int, attempt: int) -> str:

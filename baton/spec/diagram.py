@@ -32,7 +32,8 @@ def mermaid(spec: ProcessSpec) -> str:
             runs = f"LLM {agent.model or 'default model'} via {agent.provider}"
         else:
             runs = f"{agent.activity} ({'local activity' if agent.local else 'activity'})"
-        lines.append(f"  {step.step}[{_label(f'{step.step}: {runs} → {output}')}]")
+        sees = "" if step.sees is None else f"<br/>sees only: {', '.join(step.sees) or 'nothing earlier'}"
+        lines.append(f"  {step.step}[{_label(f'{step.step}: {runs} → {output}{sees}')}]")
         lines.append(f"  {previous} --> {step.step}")
         check = f"{step.step}_check"
         guards = "<br/>".join(g.expr for g in step.guards) or "no guards"
@@ -61,7 +62,10 @@ def mermaid(spec: ProcessSpec) -> str:
             target = f"ladder_{rule.then.approval}"
         lines.append(f"  decide -- {_label(f'{i + 1}. {when}')} --> {target}")
     for name, rungs in spec.ladders.items():
-        chain = " → ".join(f"{r.role} ({format_duration(r.timeout)})" for r in rungs)
+        chain = " → ".join(
+            f"{r.role}{f' ×{r.approvers}' if r.approvers > 1 else ''} ({format_duration(r.timeout)})"
+            for r in rungs
+        )
         lines.append(f"  ladder_{name}[[{_label(f'approval ladder {name}:<br/>{chain}')}]]")
         approve = "approve"
         if spec.escalation and name == spec.escalation.ladder:

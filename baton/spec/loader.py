@@ -248,6 +248,19 @@ def _prompt_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
     """Placeholders in prompt templates must name the case, feedback or a step."""
     known = {"case", "feedback", *(s.step for s in spec.flow)}
     found: list[tuple[Loc, str]] = []
+    for index, step in enumerate(spec.flow):
+        agent = spec.agents.get(step.agent_name)
+        if agent is None or agent.prompt_text is None or step.sees is None:
+            continue
+        template = string.Template(agent.prompt_text)
+        hidden = sorted((set(template.get_identifiers()) - {"feedback", *step.sees}) & known)
+        if template.is_valid() and hidden:
+            found.append(
+                (
+                    ("flow", index, "sees"),
+                    f"the prompt of {step.agent_name!r} uses ${hidden[0]}, which this step does not see",
+                )
+            )
     for name, agent in spec.agents.items():
         if agent.prompt_text is None:
             continue
@@ -280,9 +293,26 @@ def _flow_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
             field = "agent" if step.agent else "step"
             found.append(((*loc, field), f"unknown agent {step.agent_name!r}"))
         visible = {"case", *names[: i + 1]}
+        found += _sees_problems(step, i, names)
         for g, guard in enumerate(step.guards):
             found += _cel_problems((*loc, "guards", g), guard.expr, visible, names)
         found += _review_problems(step, i, names, visible)
+    return found
+
+
+def _sees_problems(step: Any, index: int, names: list[str]) -> list[tuple[Loc, str]]:
+    """``sees`` may name the case and steps that ran before this one, each once."""
+    if step.sees is None:
+        return []
+    found: list[tuple[Loc, str]] = []
+    for s, name in enumerate(step.sees):
+        loc: Loc = ("flow", index, "sees", s)
+        if step.sees.index(name) != s:
+            found.append((loc, f"{name!r} is named twice"))
+        elif name != "case" and name not in names:
+            found.append((loc, f"unknown step {name!r} (a step sees 'case' and earlier steps)"))
+        elif name != "case" and names.index(name) >= index:
+            found.append((loc, f"step {name!r} has not run yet here: a step sees only earlier steps"))
     return found
 
 

@@ -125,6 +125,11 @@ class StepSpec(_Strict):
         default=None, description="CEL: a list of findings sent back to the reviewed step."
     )
     max_rounds: int = Field(default=2, ge=0, le=10)
+    sees: list[str] | None = Field(
+        default=None,
+        description="What the agent is shown: 'case' and earlier steps by name (default: everything "
+        "earlier). Enforced by the workflow, so independent reviewers stay independent.",
+    )
 
     @property
     def agent_name(self) -> str:
