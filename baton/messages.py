@@ -37,6 +37,7 @@ class Resume(BaseModel):
     budget_waived: bool = False
     runs: int = 1
     refusals: int = 0
+    overruled_by: str | None = None
 
 
 class CaseStart(BaseModel):

@@ -38,7 +38,10 @@ def test_every_problem_is_reported_with_its_location() -> None:
     text = (
         reference_text()
         .replace("  - step: policy\n", "  - step: policy\n    agent: polcy\n")
-        .replace("policy.compliant && drafter.amount <= 50.0", "policy.compliant && drafter.amount <=")
+        .replace(
+            "(policy.compliant || overruled) && drafter.amount <= 50.0",
+            "policy.compliant && drafter.amount <=",
+        )
         .replace("output: refunds.contracts:OrderFacts", "output: refunds.contracts:Nope")
         .replace("{approval: finance}", "{approval: finanse}")
         .replace("- {role: finance, timeout: 48h, remind: 36h}\n", "- {role: treasurer, timeout: 48h}\n")
@@ -70,7 +73,7 @@ def test_guard_may_not_read_a_later_step() -> None:
 
 
 def test_unknown_name_in_rule_is_named() -> None:
-    text = reference_text().replace("when: policy.compliant\n", "when: polciy.compliant\n")
+    text = reference_text().replace("when: policy.compliant || overruled\n", "when: polciy.compliant\n")
     assert any("unknown name 'polciy'" in p for p in problems_of(text))
 
 
@@ -130,7 +133,7 @@ def test_diagram_draws_checks_rules_and_ladders() -> None:
     for fragment in (
         "intake_check{",
         'policy_review -- "no: findings back (≤2 rounds)" --> drafter',
-        'decide -- "3. policy.compliant && drafter.amount #lt;= 500.0" --> ladder_standard',
+        'decide -- "3. (policy.compliant || overruled) && drafter.amount #lt;= 500.0" --> ladder_standard',
         "support-lead (4h) → support-manager (1d)",
         "timeout → reject",
     ):

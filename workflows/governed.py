@@ -69,6 +69,10 @@ with what the engine saw. Cases that appended before replay with the old int res
 CANCEL_PATCH = "cancel-recorded-v1"
 """A cancelled case records the cancellation (audit event, stage, outcome) before it ends."""
 SIGNALS = ("approve", "reject", "request_changes")
+OVERRULE_PATCH = "overrule-decides-v1"
+"""A person who overrules a reviewer no longer sends the case straight to the action: the
+rest of the flow and the decision rules (with ``overruled`` true) still apply, so a rule's
+approval ladder (a two-person rule) cannot be skipped by an overrule."""
 
 
 @dataclass
@@ -115,6 +119,7 @@ class GovernedProcess:
         self._outcome: Outcome | None = None
         self._reason: str | None = None
         self._budget_waived = False
+        self._overruled_by: str | None = None
         self._decided_by: str | None = None
         self._action: ActionResult | None = None
         if start.resume is not None:
@@ -127,6 +132,7 @@ class GovernedProcess:
         self._handoffs.usage = resume.usage
         self._desk.records = list(resume.approvals)
         self._desk.refused = resume.refusals
+        self._overruled_by = resume.overruled_by
         self._budget_waived = resume.budget_waived
 
     @workflow.run
@@ -370,7 +376,16 @@ class GovernedProcess:
         if failure.kind == "handoff":
             self._path.append("retry")
             return Next("rerun", start_at=failure.index)
-        return Next("act", result.deciders)
+        if not workflow.patched(OVERRULE_PATCH):
+            return Next("act", result.deciders)
+        self._overruled_by = result.deciders
+        self._trail.add(
+            AuditKind.DECISION,
+            f"{result.deciders} overruled {step.step}; the rest of the flow and the decision rules apply",
+            actor=result.deciders,
+            step=step.step,
+        )
+        return Next("rerun", start_at=failure.index + 1)
 
     async def _decide(self) -> Next:
         """Apply the first matching decision rule."""
@@ -395,7 +410,8 @@ class GovernedProcess:
             )
             self._path.append(rule.outcome)
             if rule.then == "auto":
-                return Next("act", "rules")
+                by = self._overruled_by
+                return Next("act", f"{by}, then rules" if by else "rules")
             if rule.then == "reject":
                 self._close(Outcome.REJECTED, rule.reason or f"decision rule {i} rejects")
                 return Next("closed")
@@ -513,6 +529,7 @@ class GovernedProcess:
             budget_waived=self._budget_waived,
             runs=runs,
             refusals=self._desk.refused,
+            overruled_by=self._overruled_by,
         )
         workflow.continue_as_new(self._start.model_copy(update={"resume": resume}))
 
@@ -547,7 +564,7 @@ class GovernedProcess:
         self._set_stage(stage)
 
     def _context(self) -> JsonDict:
-        return {"case": self._start.case, **self._outputs}
+        return {"case": self._start.case, "overruled": self._overruled_by is not None, **self._outputs}
 
     def _set_stage(self, stage: str) -> None:
         self._stage = stage

@@ -43,6 +43,12 @@ MAX_NODES = 20_000
 """The most YAML values (scalars, lists, mappings) in a spec (the examples hold about 300)."""
 
 
+RESERVED_NAMES = {
+    "case": "the case input",
+    "overruled": "true in decision rules once a person overruled a reviewer",
+}
+"""Names rules read that no step may take."""
+
 Roles = Mapping[str, int] | Iterable[str]
 """Known roles: a mapping of role → member count, or just the role names."""
 
@@ -284,8 +290,8 @@ def _flow_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
     seen: set[str] = set()
     for i, step in enumerate(spec.flow):
         loc: Loc = ("flow", i)
-        if step.step == "case":
-            found.append(((*loc, "step"), "'case' is reserved for the case input"))
+        if step.step in RESERVED_NAMES:
+            found.append(((*loc, "step"), f"{step.step!r} is reserved ({RESERVED_NAMES[step.step]})"))
         if step.step in seen:
             found.append(((*loc, "step"), f"duplicate step name {step.step!r}"))
         seen.add(step.step)
@@ -340,7 +346,7 @@ def _review_problems(step: Any, index: int, names: list[str], visible: set[str])
 def _decision_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
     found: list[tuple[Loc, str]] = []
     names = [s.step for s in spec.flow]
-    visible = {"case", *names}
+    visible = {"case", "overruled", *names}
     for i, rule in enumerate(spec.decide):
         loc: Loc = ("decide", i)
         if rule.when is not None:
