@@ -38,6 +38,7 @@ class Resume(BaseModel):
     runs: int = 1
     refusals: int = 0
     overruled_by: str | None = None
+    skipped: list[str] = Field(default_factory=list)
 
 
 class CaseStart(BaseModel):
@@ -206,6 +207,7 @@ class AuditKind(StrEnum):
     HANDOFF = "handoff"
     CHECK_PASSED = "check_passed"
     CHECK_FAILED = "check_failed"
+    SKIPPED = "skipped"
     REVIEW_REJECTED = "review_rejected"
     REVISION = "revision"
     ESCALATED = "escalated"

@@ -91,3 +91,38 @@ def test_the_diagram_shows_scopes_and_two_person_rungs() -> None:
     drawn = mermaid(spec)
     assert "sees only: drafter" in drawn
     assert "finance ×2 (2d)" in drawn
+
+
+def with_routed_probe(when: str) -> str:
+    """The refund spec with a probe step after policy that runs only ``when``."""
+    text = refund_spec().read_text()
+    text = text.replace("\nflow:\n", PROBE + "\nflow:\n", 1)
+    return text.replace("\ndecide:\n", f'\n  - step: probe\n    when: "{when}"\n\ndecide:\n', 1)
+
+
+@pytest.mark.parametrize(
+    ("when", "runs"), [("case.requested_amount > 100.0", False), ("drafter.amount < 100.0", True)]
+)
+async def test_a_routed_step_runs_only_when_its_rule_holds(on_dev: Running, when: str, runs: bool) -> None:
+    spec = load_spec_text(with_routed_probe(when), source="routed.yaml", base_dir=refund_spec().parent)
+    async with on_dev.worker([probe_seen]):
+        case_id = await on_dev.baton.start_case(snapshot_of(spec), refund("ORD-1001", "CUS-001", 20.0))
+        result = await on_dev.baton.result(case_id)
+    assert result.outcome == Outcome.ACTIONED, result.reason
+    assert ("probe" in result.handoffs) is runs
+    skipped = [e.detail for e in result.audit if e.kind == AuditKind.SKIPPED]
+    assert skipped == ([] if runs else [f"probe skipped: {when} is false"])
+    assert ("probe skipped" in result.path) is not runs
+
+
+def test_a_route_reads_only_the_case_and_earlier_steps() -> None:
+    with pytest.raises(SpecError) as failed:
+        load_spec_text(
+            with_routed_probe("probe.handoffs.size() > 0"), source="r.yaml", base_dir=refund_spec().parent
+        )
+    assert failed.value.problems == [
+        "flow[3].when (line 58): 'probe.handoffs.size() > 0' reads step 'probe', which has not run yet here"
+    ]
+    drawn = mermaid(load_spec_text(with_routed_probe("case.requested_amount > 100.0"), source="r.yaml",
+                                   base_dir=refund_spec().parent))  # fmt: skip
+    assert "only when: case.requested_amount #gt; 100.0" in drawn

@@ -120,6 +120,7 @@ class GovernedProcess:
         self._reason: str | None = None
         self._budget_waived = False
         self._overruled_by: str | None = None
+        self._skipped: set[str] = set()
         self._decided_by: str | None = None
         self._action: ActionResult | None = None
         if start.resume is not None:
@@ -133,6 +134,7 @@ class GovernedProcess:
         self._desk.records = list(resume.approvals)
         self._desk.refused = resume.refusals
         self._overruled_by = resume.overruled_by
+        self._skipped = set(resume.skipped)
         self._budget_waived = resume.budget_waived
 
     @workflow.run
@@ -273,9 +275,23 @@ class GovernedProcess:
         feedback = dict(feedback)
         for stale in flow[start_at:]:
             self._outputs.pop(stale.step, None)
+            self._skipped.discard(stale.step)
         i = start_at
         while i < len(flow):
             step = flow[i]
+            if step.when is not None:
+                try:
+                    runs = evaluate_bool(step.when, self._context())
+                except RuleError as exc:
+                    return FlowFailure("handoff", i, [Feedback(source="guard", message=f"route: {exc}")])
+                if not runs:
+                    self._skipped.add(step.step)
+                    self._trail.add(
+                        AuditKind.SKIPPED, f"{step.step} skipped: {step.when} is false", step=step.step
+                    )
+                    self._path.append(f"{step.step} skipped")
+                    i += 1
+                    continue
             revision = self._rounds.get(step.step, 0)
             self._set_stage(f"running {step.agent_name}" + (f" (revision {revision})" if revision else ""))
             result = await self._handoffs.run(
@@ -530,6 +546,7 @@ class GovernedProcess:
             runs=runs,
             refusals=self._desk.refused,
             overruled_by=self._overruled_by,
+            skipped=sorted(self._skipped),
         )
         workflow.continue_as_new(self._start.model_copy(update={"resume": resume}))
 
@@ -564,7 +581,13 @@ class GovernedProcess:
         self._set_stage(stage)
 
     def _context(self) -> JsonDict:
-        return {"case": self._start.case, "overruled": self._overruled_by is not None, **self._outputs}
+        skipped: JsonDict = dict.fromkeys(self._skipped)  # a skipped step reads as null
+        return {
+            "case": self._start.case,
+            "overruled": self._overruled_by is not None,
+            **skipped,
+            **self._outputs,
+        }
 
     def _set_stage(self, stage: str) -> None:
         self._stage = stage

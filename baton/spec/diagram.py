@@ -33,6 +33,7 @@ def mermaid(spec: ProcessSpec) -> str:
         else:
             runs = f"{agent.activity} ({'local activity' if agent.local else 'activity'})"
         sees = "" if step.sees is None else f"<br/>sees only: {', '.join(step.sees) or 'nothing earlier'}"
+        sees += "" if step.when is None else f"<br/>only when: {step.when}"
         lines.append(f"  {step.step}[{_label(f'{step.step}: {runs} → {output}{sees}')}]")
         lines.append(f"  {previous} --> {step.step}")
         check = f"{step.step}_check"

@@ -300,6 +300,8 @@ def _flow_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
             found.append(((*loc, field), f"unknown agent {step.agent_name!r}"))
         visible = {"case", *names[: i + 1]}
         found += _sees_problems(step, i, names)
+        if step.when is not None:
+            found += _cel_problems((*loc, "when"), step.when, {"case", *names[:i]}, names)
         for g, guard in enumerate(step.guards):
             found += _cel_problems((*loc, "guards", g), guard.expr, visible, names)
         found += _review_problems(step, i, names, visible)

@@ -125,6 +125,11 @@ class StepSpec(_Strict):
         default=None, description="CEL: a list of findings sent back to the reviewed step."
     )
     max_rounds: int = Field(default=2, ge=0, le=10)
+    when: str | None = Field(
+        default=None,
+        description="CEL over the case and earlier steps: the step runs only when true; otherwise it is "
+        "skipped (audited) and reads as null in later rules.",
+    )
     sees: list[str] | None = Field(
         default=None,
         description="What the agent is shown: 'case' and earlier steps by name (default: everything "
