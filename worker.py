@@ -9,9 +9,10 @@ deployment lacks, and drains in-flight work on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities import BATON_ACTIVITY_NAMES, ActivitySet, build_activities
+from activities import ActivitySet, build_activities
 from activities.llm.providers import ProviderConfig
 from baton import telemetry
 from baton.app import App, AppContext, activity_name
@@ -29,7 +30,8 @@ from baton.errors import BatonUsageError
 from baton.logfilter import install_activity_log_filter
 from baton.roles import YamlRoleDirectory
 from baton.settings import SandboxMode, Settings
-from baton.wiring import Wiring, app_problems
+from baton.spec import ProcessSpec
+from baton.wiring import Wiring, app_activities, load_app_specs
 from workflows import GovernedProcess
 
 log = logging.getLogger("baton.worker")
@@ -99,6 +101,8 @@ class AppWorkerParts:
         self, own: ActivitySet, context: AppContext, app_activities: list[Callable[..., Any]]
     ) -> None:
         self.own, self.context, self.app_activities = own, context, app_activities
+        self.contracts: list[str] = []
+        """The app's contract packages (shared with the sandbox), set once its specs check out."""
 
     @property
     def activities(self) -> list[Callable[..., Any]]:
@@ -116,46 +120,45 @@ class AppWorkerParts:
         await self.own.aclose()
 
 
-def app_parts(
+@contextlib.asynccontextmanager
+async def prepared(
     app: App, settings: Settings, *, providers: dict[str, ProviderConfig] | None = None
-) -> AppWorkerParts:
-    """Baton's own activities plus the app's, refusing a clash with Baton's names."""
-    app.activate()
-    context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
-    served = app.activities(context)
-    reserved = sorted({activity_name(a) or "" for a in served} & BATON_ACTIVITY_NAMES)
-    if reserved:
-        raise BatonUsageError(f"{app.source}: activity name {reserved[0]!r} is reserved for Baton's own")
-    return AppWorkerParts(build_activities(settings, providers=providers), context, served)
-
-
-def check_app(app: App, settings: Settings, parts: AppWorkerParts) -> list[str]:
-    """Every spec of ``app`` checked against what this worker serves; contracts' modules.
+) -> AsyncIterator[AppWorkerParts]:
+    """Baton's activities and the app's, checked against every spec of the app; closed after.
 
     Raises:
-        BatonUsageError: listing every problem (a worker must not serve a spec
-            naming an activity it lacks: that case would escalate to people).
+        BatonUsageError: an activity takes a name Baton reserves, or a spec names an
+            activity, provider or role this worker lacks (listing every problem: such a
+            case would otherwise escalate to people).
     """
-    wiring = Wiring(
-        roles=YamlRoleDirectory(settings.roles_file).roles(),
-        activities=parts.names,
-        providers=frozenset(parts.own.llm.providers),
-    )
-    problems = app_problems(app, wiring)
-    if problems:
-        listing = "\n".join(f"  {p}" for p in problems)
-        raise BatonUsageError(f"the worker for app {app.name!r} will not start:\n{listing}")
-    return contract_modules(app, wiring)
+    app.activate()
+    context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
+    parts = AppWorkerParts(build_activities(settings, providers=providers), context, [])
+    try:
+        parts.app_activities = app_activities(app, context)
+        wiring = Wiring(
+            roles=YamlRoleDirectory(settings.roles_file).roles(),
+            activities=parts.names,
+            providers=frozenset(parts.own.llm.providers),
+        )
+        specs, problems = load_app_specs(app, wiring)
+        if problems:
+            listing = "\n".join(f"  {p}" for p in problems)
+            raise BatonUsageError(f"the worker for app {app.name!r} will not start:\n{listing}")
+        parts.contracts = contract_packages(specs, app.config.contract_aliases.values())
+        yield parts
+    finally:
+        await parts.aclose()
 
 
-def contract_modules(app: App, wiring: Wiring) -> list[str]:
-    """Top-level packages of every contract the app's specs name (shared with the sandbox)."""
-    found: set[str] = set()
-    for path in app.processes().values():
-        spec = wiring.load(path)
-        for ref in [spec.input, *(a.output for a in spec.agents.values())]:
-            found.add(ref.partition(":")[0].split(".")[0])
-    return sorted(found | set(app.config.contract_aliases.values()))
+def contract_packages(specs: Iterable[ProcessSpec], aliases: Iterable[str] = ()) -> list[str]:
+    """Top-level packages of every contract the specs name (shared with the sandbox)."""
+    found = {
+        ref.partition(":")[0].split(".")[0]
+        for s in specs
+        for ref in [s.input, *(a.output for a in s.agents.values())]
+    }
+    return sorted(found | {alias.split(".")[0] for alias in aliases})
 
 
 async def run_worker(
@@ -167,25 +170,23 @@ async def run_worker(
 ) -> None:
     """Connect, serve ``app`` until ``stop`` is set (or SIGINT/SIGTERM), then drain."""
     settings = settings or Settings.for_app(app)
-    parts = app_parts(app, settings, providers=providers)
     try:
-        contracts = check_app(app, settings, parts)
-        telemetry.configure(settings.home, service=f"baton-worker-{app.name}")
-        client = await connect()
-        worker = build_worker(
-            client,
-            task_queue=settings.task_queue,
-            activities=parts.activities,
-            graceful_shutdown=timedelta(seconds=settings.shutdown_grace),
-            sandbox=settings.workflow_sandbox,
-            contracts=contracts,
-        )
-        stop = stop or _stop_on_signals()
-        log.info("worker for app %r serving task queue %r", app.name, settings.task_queue)
-        async with worker:
-            await stop.wait()
+        async with prepared(app, settings, providers=providers) as parts:  # checked before connecting
+            telemetry.configure(settings.home, service=f"baton-worker-{app.name}")
+            client = await connect()
+            worker = build_worker(
+                client,
+                task_queue=settings.task_queue,
+                activities=parts.activities,
+                graceful_shutdown=timedelta(seconds=settings.shutdown_grace),
+                sandbox=settings.workflow_sandbox,
+                contracts=parts.contracts,
+            )
+            stop = stop or _stop_on_signals()
+            log.info("worker for app %r serving task queue %r", app.name, settings.task_queue)
+            async with worker:
+                await stop.wait()
     finally:
-        await parts.aclose()
         telemetry.shutdown()
     log.info("worker stopped")
 

@@ -39,7 +39,7 @@ async def offline_providers(app: App, settings: Settings) -> AsyncIterator[dict[
 
 async def run_demo(app: App, settings: Settings, *, use_existing_server: bool = False) -> bool:
     """Run the app's scenario; True when every case took its scripted path."""
-    from worker import app_parts, build_worker, check_app  # the worker module is the composition root
+    from worker import build_worker, prepared  # the worker module is the composition root
 
     scenario_file = app.dev_file("scenario")
     if scenario_file is None:
@@ -63,22 +63,23 @@ async def run_demo(app: App, settings: Settings, *, use_existing_server: bool = 
         await server.start()
     try:
         temporal = await connect()
-        async with offline_providers(app, settings) as providers:
-            parts = app_parts(app, settings, providers=providers)
-            try:
-                contracts = check_app(app, settings, parts)
-                client = BatonClient(temporal, task_queue=settings.task_queue, settings=settings, app=app)
-                worker = build_worker(
-                    temporal, task_queue=settings.task_queue, activities=parts.activities, contracts=contracts
-                )
-                async with worker:
-                    prefix = time.strftime(f"demo-{app.name}-%Y%m%d-%H%M%S")
-                    rungs = scenario.rung_timeout
-                    short = f" (approval rungs shortened to {rungs.total_seconds():g}s)" if rungs else ""
-                    print(f"running {len(scenario.cases)} {app.name} cases{short}\n")
-                    reports = await run_scenario(client, scenario, prefix=prefix)
-            finally:
-                await parts.aclose()
+        async with (
+            offline_providers(app, settings) as providers,
+            prepared(app, settings, providers=providers) as parts,
+        ):
+            client = BatonClient(temporal, task_queue=settings.task_queue, settings=settings, app=app)
+            worker = build_worker(
+                temporal,
+                task_queue=settings.task_queue,
+                activities=parts.activities,
+                contracts=parts.contracts,
+            )
+            async with worker:
+                prefix = time.strftime(f"demo-{app.name}-%Y%m%d-%H%M%S")
+                rungs = scenario.rung_timeout
+                short = f" (approval rungs shortened to {rungs.total_seconds():g}s)" if rungs else ""
+                print(f"running {len(scenario.cases)} {app.name} cases{short}\n")
+                reports = await run_scenario(client, scenario, prefix=prefix)
     finally:
         server.stop()
     for report in reports:

@@ -139,7 +139,7 @@ async def serve_app(
         sandbox: ``strict`` (default) enforces determinism on the workflow code.
         fake_llm: answer LLM agents from the app's ``[dev] fake_llm`` script.
     """
-    from worker import app_parts, build_worker, check_app
+    from worker import build_worker, prepared
 
     app.activate()
     settings = Settings(
@@ -156,15 +156,13 @@ async def serve_app(
         if script is not None:
             fake = await stack.enter_async_context(FakeLlmServer(FakeScript.load(script)))
             providers = pointed_at(load_providers(settings.providers_file), fake.base_url)
-        parts = app_parts(app, settings, providers=providers)
-        stack.push_async_callback(parts.aclose)
-        contracts = check_app(app, settings, parts)
+        parts = await stack.enter_async_context(prepared(app, settings, providers=providers))
         worker = build_worker(
             client,
             task_queue=settings.task_queue,
             activities=parts.activities,
             sandbox=sandbox,
-            contracts=contracts,
+            contracts=parts.contracts,
         )
         async with worker:
             baton = BatonClient(client, task_queue=settings.task_queue, settings=settings, app=app)

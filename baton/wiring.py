@@ -14,7 +14,7 @@ from pathlib import Path
 
 from activities import BATON_ACTIVITY_NAMES
 from activities.llm.providers import load_providers
-from baton.app import App, AppContext, activity_name
+from baton.app import Activity, App, AppContext, activity_name
 from baton.errors import BatonUsageError, SpecError
 from baton.roles import YamlRoleDirectory
 from baton.settings import Settings
@@ -34,18 +34,24 @@ class Wiring:
         return load_spec(path, roles=self.roles, activities=self.activities, providers=self.providers)
 
 
-def served_names(app: App, settings: Settings) -> frozenset[str]:
-    """Every activity a worker of ``app`` serves: the app's plus Baton's own.
+def app_activities(app: App, context: AppContext) -> list[Activity]:
+    """The app's activities, refusing any that takes a name Baton reserves for its own.
 
     Raises:
         BatonUsageError: an app module does not import, or claims a name Baton reserves.
     """
-    context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
-    names = {activity_name(a) or "" for a in app.activities(context)}
-    context.close_now()  # a registry may have opened clients; names are all this needs
-    reserved = sorted(names & BATON_ACTIVITY_NAMES)
+    served = app.activities(context)
+    reserved = sorted({activity_name(a) or "" for a in served} & BATON_ACTIVITY_NAMES)
     if reserved:
         raise BatonUsageError(f"{app.source}: activity name {reserved[0]!r} is reserved for Baton's own")
+    return served
+
+
+def served_names(app: App, settings: Settings) -> frozenset[str]:
+    """Every activity a worker of ``app`` serves: the app's plus Baton's own (see app_activities)."""
+    context = AppContext(app=app, home=settings.home, roles_file=settings.roles_file)
+    names = {activity_name(a) or "" for a in app_activities(app, context)}
+    context.close_now()  # a registry may have opened clients; names are all this needs
     return frozenset(names | BATON_ACTIVITY_NAMES)
 
 
@@ -59,12 +65,13 @@ def wiring_for(app: App | None, settings: Settings) -> Wiring:
     return Wiring(roles=roles, activities=activities, providers=providers)
 
 
-def app_problems(app: App, wiring: Wiring) -> list[str]:
-    """Every problem of every spec of ``app``, each prefixed with its file."""
+def load_app_specs(app: App, wiring: Wiring) -> tuple[list[ProcessSpec], list[str]]:
+    """Every spec of ``app`` that loads, and every problem of those that do not (prefixed by file)."""
+    specs: list[ProcessSpec] = []
     problems: list[str] = []
     for path in app.processes().values():
         try:
-            wiring.load(path)
+            specs.append(wiring.load(path))
         except SpecError as exc:
             problems += [f"{exc.source}: {p}" for p in exc.problems]
-    return problems
+    return specs, problems

@@ -9,6 +9,7 @@ example app (``examples/refunds``), loaded exactly as a worker loads an app.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -26,6 +28,8 @@ from activities.llm.providers import load_providers
 from baton.app import App, activity_name
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
+from baton.codec import AesGcmCodec
+from baton.codecserver import make_app
 from baton.messages import AgentInput
 from baton.roles import YamlRoleDirectory
 from baton.scenario import Scenario
@@ -171,6 +175,20 @@ def on_time(
     time_env: WorkflowEnvironment, settings: Settings, refunds: RefundActivities, llm: LlmActivities
 ) -> Running:
     return Running(time_env.client, settings, refunds, llm)
+
+
+@contextlib.asynccontextmanager
+async def serving_codec(codec: AesGcmCodec, *, token: str, origin: str) -> AsyncIterator[str]:
+    """The codec server on a free loopback port, for as long as the block runs; yields its URL."""
+    runner = web.AppRunner(make_app(codec, token=token, origins=[origin]))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def refund(order: str, customer: str, amount: float, reason: str = "defective") -> dict[str, Any]:

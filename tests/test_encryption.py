@@ -9,18 +9,16 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from baton.codec import AesGcmCodec, load_codec, with_codec
-from baton.codecserver import make_app
 from baton.errors import BatonUsageError
 from baton.messages import Outcome
 from baton.scenario import wait_for_approval
-from tests.conftest import Running, refund
+from tests.conftest import Running, refund, serving_codec
 
 KEY_1, KEY_2 = os.urandom(32), os.urandom(32)
 TOKEN = "viewer-token-123"
@@ -43,13 +41,8 @@ def encrypted(env: WorkflowEnvironment, on_dev: Running) -> Running:
 async def codec_server() -> AsyncIterator[str]:
     codec = load_codec(keys_env(("k2", KEY_2), ("k1", KEY_1)))  # rotated: k2 current, k1 still readable
     assert codec is not None
-    runner = web.AppRunner(make_app(codec, token=TOKEN, origins=[ORIGIN]))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving_codec(codec, token=TOKEN, origin=ORIGIN) as url:
+        yield url
 
 
 async def test_history_holds_no_plaintext_and_the_codec_server_decrypts_for_the_token(

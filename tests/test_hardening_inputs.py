@@ -20,21 +20,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
 from baton.cli import format_event, format_pending, format_status
 from baton.client import PendingCase
 from baton.codec import AesGcmCodec
-from baton.codecserver import make_app
 from baton.errors import SpecError
 from baton.messages import AuditEvent, AuditKind, Awaiting, CaseStatus, Outcome
 from baton.safetext import printable
 from baton.spec import load_spec, load_spec_text
 from baton.spec.loader import MAX_DEPTH, MAX_NODES, MAX_PROMPT_BYTES, MAX_SPEC_BYTES
 from baton.traces import case_tree
-from tests.conftest import REFUNDS_APP, refund_spec
+from tests.conftest import REFUNDS_APP, refund_spec, serving_codec
 
 BATON = str(Path(sys.executable).parent / "baton")
 LLM_SPEC = refund_spec("refund-request-llm")
@@ -311,13 +309,8 @@ CODEC = AesGcmCodec({"k1": os.urandom(32)}, "k1")
 
 @pytest.fixture
 async def codec_server() -> AsyncIterator[str]:
-    runner = web.AppRunner(make_app(CODEC, token=TOKEN, origins=[ORIGIN]))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving_codec(CODEC, token=TOKEN, origin=ORIGIN) as url:
+        yield url
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Origin": ORIGIN}
