@@ -209,6 +209,8 @@ class AuditKind(StrEnum):
     CHECK_FAILED = "check_failed"
     SKIPPED = "skipped"
     REVIEW_REJECTED = "review_rejected"
+    OPINION = "opinion"
+    RESOLVED = "resolved"
     REVISION = "revision"
     ESCALATED = "escalated"
     DECISION = "decision"

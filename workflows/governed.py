@@ -25,6 +25,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.handoffs import HandoffRunner, execute, failure_message
 from workflows.ladder import PAST, ApprovalDesk, LadderResult
+from workflows.resolution import Opinion, Resolution, opinion_of, resolve
 from workflows.trail import AuditTrail
 from workflows.visibility import Visibility
 
@@ -53,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
     )
     from baton.rules import RuleError, evaluate, evaluate_bool
+    from baton.spec.models import GroupSpec, MemberSpec, StepSpec, item_names
     from baton.textbounds import excerpt
 
 
@@ -79,9 +81,13 @@ approval ladder (a two-person rule) cannot be skipped by an overrule."""
 class FlowFailure:
     """Why the flow stopped short: a handoff that never passed or a review never satisfied."""
 
-    kind: str
+    kind: Literal["handoff", "review", "budget", "people"]
     index: int
     problems: list[Feedback]
+    step: str = ""
+    """The member whose handoff failed, when the item is a group."""
+    reason: str = ""
+    """Why a group's reviewers send the case to a person."""
 
 
 @dataclass
@@ -270,83 +276,231 @@ class GovernedProcess:
         return not problems
 
     async def _run_flow(self, start_at: int, feedback: dict[str, list[Feedback]]) -> FlowFailure | None:
-        """Run steps from ``start_at``; loop review rejections back to the reviewed step."""
+        """Run flow items from ``start_at``; loop review rejections back to the reviewed step."""
         flow = self._spec.flow
         feedback = dict(feedback)
         for stale in flow[start_at:]:
-            self._outputs.pop(stale.step, None)
-            self._skipped.discard(stale.step)
+            self._forget(stale)
         i = start_at
         while i < len(flow):
-            step = flow[i]
-            if step.when is not None:
-                try:
-                    runs = evaluate_bool(step.when, self._context())
-                except RuleError as exc:
-                    return FlowFailure("handoff", i, [Feedback(source="guard", message=f"route: {exc}")])
-                if not runs:
-                    self._skipped.add(step.step)
-                    self._trail.add(
-                        AuditKind.SKIPPED, f"{step.step} skipped: {step.when} is false", step=step.step
-                    )
-                    self._path.append(f"{step.step} skipped")
-                    i += 1
-                    continue
-            revision = self._rounds.get(step.step, 0)
-            self._set_stage(f"running {step.agent_name}" + (f" (revision {revision})" if revision else ""))
-            result = await self._handoffs.run(
-                step, self._outputs, feedback.pop(step.step, []), revision=revision
-            )
-            self._path.extend([f"{step.step}✗"] * result.failed_attempts)
-            if result.output is None:
-                return FlowFailure("handoff", i, result.problems)
-            self._outputs[step.step] = result.output
-            self._view.describe(self._context())
-            budget = self._spec.token_budget
-            if budget is not None and not self._budget_waived and self._handoffs.usage.total > budget:
-                used = self._handoffs.usage.total
-                problem = Feedback(source="agent_error", message=f"token budget exceeded: {used} > {budget}")
-                self._path.append("budget✗")
-                return FlowFailure("budget", i + 1, [problem])
-            self._path.append(step.step + (f"(r{revision})" if revision else ""))
-            if step.reviews is None:
+            item = flow[i]
+            routed = self._routed(i, item)
+            if isinstance(routed, FlowFailure):
+                return routed
+            if not routed:
                 i += 1
                 continue
-            try:
-                passed, findings = self._review(i)
-            except RuleError as exc:
-                problem = Feedback(source="guard", message=f"review could not be read: {exc}")
-                return FlowFailure("handoff", i, [problem])
-            if passed:
-                i += 1
-                continue
-            rounds = self._rounds.get(step.reviews, 0) + 1
-            self._trail.add(
-                AuditKind.REVIEW_REJECTED,
-                f"{step.step} rejected {step.reviews}: " + "; ".join(f.message for f in findings),
-                step=step.step,
-                agent=step.agent_name,
-                round=rounds,
-            )
-            if rounds > step.max_rounds:
-                return FlowFailure("review", i, findings)
-            target = self._spec.step_index(step.reviews)
-            for stale in flow[target : i + 1]:
-                self._outputs.pop(stale.step, None)
-            self._rounds[step.reviews] = rounds
-            feedback[step.reviews] = findings
-            self._trail.add(
-                AuditKind.REVISION,
-                f"{step.reviews} revises (round {rounds} of {step.max_rounds})",
-                step=step.reviews,
-                round=rounds,
-            )
-            i = target
+            if isinstance(item, GroupSpec):
+                went = await self._run_group(i, item, feedback)
+            else:
+                went = await self._run_step(i, item, feedback)
+            if isinstance(went, FlowFailure):
+                return went
+            i = went
         return None
+
+    def _forget(self, item: StepSpec | GroupSpec) -> None:
+        """Drop what a flow item produced, before it runs again."""
+        for name in item_names(item):
+            self._outputs.pop(name, None)
+            self._skipped.discard(name)
+
+    def _routed(self, index: int, item: StepSpec | GroupSpec) -> bool | FlowFailure:
+        """Whether the item's ``when`` lets it run; a skipped item is audited and reads as null."""
+        if item.when is None:
+            return True
+        try:
+            runs = evaluate_bool(item.when, self._context())
+        except RuleError as exc:
+            return FlowFailure("handoff", index, [Feedback(source="guard", message=f"route: {exc}")])
+        if not runs:
+            self._skipped.update(item_names(item))
+            self._trail.add(AuditKind.SKIPPED, f"{item.step} skipped: {item.when} is false", step=item.step)
+            self._path.append(f"{item.step} skipped")
+        return runs
+
+    def _over_budget(self, index: int) -> FlowFailure | None:
+        budget = self._spec.token_budget
+        if budget is None or self._budget_waived or self._handoffs.usage.total <= budget:
+            return None
+        used = self._handoffs.usage.total
+        self._path.append("budget✗")
+        problem = Feedback(source="agent_error", message=f"token budget exceeded: {used} > {budget}")
+        return FlowFailure("budget", index + 1, [problem])
+
+    async def _run_step(
+        self, i: int, step: StepSpec, feedback: dict[str, list[Feedback]]
+    ) -> int | FlowFailure:
+        """Run one step (and its review); the index to go on from, or why the flow stops."""
+        revision = self._rounds.get(step.step, 0)
+        self._set_stage(f"running {step.agent_name}" + (f" (revision {revision})" if revision else ""))
+        result = await self._handoffs.run(step, self._outputs, feedback.pop(step.step, []), revision=revision)
+        self._path.extend([f"{step.step}✗"] * result.failed_attempts)
+        if result.output is None:
+            return FlowFailure("handoff", i, result.problems)
+        self._outputs[step.step] = result.output
+        self._view.describe(self._context())
+        over = self._over_budget(i)
+        if over is not None:
+            return over
+        self._path.append(step.step + (f"(r{revision})" if revision else ""))
+        if step.reviews is None:
+            return i + 1
+        try:
+            passed, findings = self._review(i)
+        except RuleError as exc:
+            problem = Feedback(source="guard", message=f"review could not be read: {exc}")
+            return FlowFailure("handoff", i, [problem])
+        if passed:
+            return i + 1
+        self._trail.add(
+            AuditKind.REVIEW_REJECTED,
+            f"{step.step} rejected {step.reviews}: " + "; ".join(f.message for f in findings),
+            step=step.step,
+            agent=step.agent_name,
+            round=self._rounds.get(step.reviews, 0) + 1,
+        )
+        return self._send_back(i, step.reviews, step.max_rounds, findings, feedback)
+
+    def _send_back(
+        self,
+        i: int,
+        target: str,
+        max_rounds: int,
+        findings: list[Feedback],
+        feedback: dict[str, list[Feedback]],
+    ) -> int | FlowFailure:
+        """A review said no: the reviewed step revises with the findings, within ``max_rounds``."""
+        rounds = self._rounds.get(target, 0) + 1
+        if rounds > max_rounds:
+            return FlowFailure("review", i, findings)
+        at = self._spec.step_index(target)
+        for stale in self._spec.flow[at : i + 1]:
+            for name in item_names(stale):
+                self._outputs.pop(name, None)
+        self._rounds[target] = rounds
+        feedback[target] = findings
+        self._trail.add(
+            AuditKind.REVISION,
+            f"{target} revises (round {rounds} of {max_rounds})",
+            step=target,
+            round=rounds,
+        )
+        return at
+
+    async def _run_group(
+        self, i: int, group: GroupSpec, feedback: dict[str, list[Feedback]]
+    ) -> int | FlowFailure:
+        """Run a group's members at once, each handoff checked on its own; resolve reviewers."""
+        before = dict(self._outputs)  # what every member may see: never a sibling's handoff
+        running: list[MemberSpec] = []
+        for member in group.parallel:
+            routed = self._routed(i, member)
+            if isinstance(routed, FlowFailure):
+                return routed
+            if routed:
+                running.append(member)
+        self._set_stage(f"running {group.group} ({', '.join(m.agent_name for m in running)})")
+        results = await asyncio.gather(
+            *(
+                self._handoffs.run(m, before, feedback.pop(m.step, []), revision=self._rounds.get(m.step, 0))
+                for m in running
+            )
+        )
+        left_out: list[str] = []
+        for member, result in zip(running, results, strict=True):
+            self._path.extend([f"{member.step}✗"] * result.failed_attempts)
+            if result.output is not None:
+                self._outputs[member.step] = result.output
+                self._path.append(member.step)
+            elif member.optional:
+                left_out.append(member.step)
+                self._skipped.add(member.step)
+                reasons = "; ".join(p.message for p in result.problems)
+                self._trail.add(
+                    AuditKind.SKIPPED,
+                    f"{member.step} left out of {group.group}: its handoff never passed ({reasons})",
+                    step=member.step,
+                    agent=member.agent_name,
+                    group=group.group,
+                )
+                self._path.append(f"{member.step} left out")
+        for member, result in zip(running, results, strict=True):
+            if result.output is None and not member.optional:
+                return FlowFailure("handoff", i, result.problems, member.step)
+        ran = [m.step for m in running if m.step in self._outputs]
+        self._outputs[group.group] = {"ran": ran, "left_out": left_out}
+        self._view.describe(self._context())
+        over = self._over_budget(i)
+        if over is not None:
+            return over
+        if group.reviews is None:
+            return i + 1
+        return self._resolve(i, group, [m for m in running if m.step in ran], left_out, feedback)
+
+    def _resolve(
+        self,
+        i: int,
+        group: GroupSpec,
+        reviewers: list[MemberSpec],
+        left_out: list[str],
+        feedback: dict[str, list[Feedback]],
+    ) -> int | FlowFailure:
+        """Each reviewer's opinion, then the group's strategy: pass, revise or escalate."""
+        context = self._context()
+        opinions: list[Opinion] = []
+        try:
+            for member in reviewers:
+                opinions.append(opinion_of(group, member, context))
+        except RuleError as exc:
+            problem = Feedback(source="guard", message=f"review could not be read: {exc}")
+            return FlowFailure("handoff", i, [problem])
+        for opinion in opinions:
+            self._trail.add(
+                AuditKind.OPINION,
+                f"{opinion.member} says {opinion.verdict}"
+                + "".join(f"; {f.message}" for f in opinion.findings),
+                step=opinion.member,
+                agent=self._spec.step(opinion.member).agent_name,
+                group=group.group,
+                verdict=opinion.verdict,
+                effect=opinion.effect,
+            )
+        if not opinions and not left_out:
+            resolution = Resolution("pass", group.passing_verdicts[0], "no reviewer was routed to this case")
+        else:
+            resolution = resolve(group, opinions)
+        self._outputs[group.group] = {
+            **self._outputs[group.group],
+            "strategy": group.resolve,
+            "verdict": resolution.verdict,
+            "effect": resolution.effect,
+            "opinions": {o.member: o.verdict for o in opinions},
+            "decided_by": None,
+        }
+        self._trail.add(
+            AuditKind.RESOLVED,
+            f"{group.group} ({group.resolve}): {resolution.verdict} → {resolution.effect}; "
+            + resolution.reason,
+            step=group.group,
+            strategy=group.resolve,
+            verdict=resolution.verdict,
+            effect=resolution.effect,
+            opinions={o.member: o.verdict for o in opinions},
+            left_out=left_out,
+        )
+        self._path.append(f"{group.group}: {resolution.verdict}")
+        assert group.reviews is not None
+        if resolution.effect == "pass":
+            return i + 1
+        if resolution.effect == "escalate":
+            return FlowFailure("people", i, resolution.findings, reason=resolution.reason)
+        return self._send_back(i, group.reviews, group.max_rounds, resolution.findings, feedback)
 
     def _review(self, index: int) -> tuple[bool, list[Feedback]]:
         step = self._spec.flow[index]
         context = self._context()
+        assert isinstance(step, StepSpec)
         assert step.passes is not None
         if evaluate_bool(step.passes, context):
             return True, []
@@ -366,23 +520,33 @@ class GovernedProcess:
     async def _escalate(self, failure: FlowFailure) -> Next:
         """Hand a stuck case to people: run again, overrule the reviewer, or close."""
         at = failure.index - 1 if failure.kind == "budget" else failure.index
-        step = self._spec.flow[at]
+        item = self._spec.flow[at]
+        name = failure.step or item.step
+        agent = (
+            None if isinstance(item, GroupSpec) and name == item.group else self._spec.step(name).agent_name
+        )
         problems = "; ".join(p.message for p in failure.problems)
         if failure.kind == "budget":
             purpose = f"{problems}; approve = carry on without a budget"
         elif failure.kind == "handoff":
-            purpose = f"handoff from {step.step} failed its checks ({problems}); approve = run it again"
+            purpose = f"handoff from {name} failed its checks ({problems}); approve = run it again"
+        elif failure.kind == "people":
+            found = f"; findings: {problems}" if problems else ""
+            purpose = (
+                f"{name} asks a person about {item.reviews}: {failure.reason}{found}; "
+                "approve = accept it (the decision rules still apply)"
+            )
         else:
-            purpose = f"{step.step} still rejects {step.reviews} ({problems}); approve = act anyway"
-        self._trail.add(AuditKind.ESCALATED, purpose, step=step.step, agent=step.agent_name)
-        if self._spec.escalation is None:
+            purpose = f"{name} still rejects {item.reviews} ({problems}); approve = act anyway"
+        self._trail.add(AuditKind.ESCALATED, purpose, step=name, agent=agent)
+        ladder = self._escalation_ladder(item, failure)
+        if ladder is None:
             self._close(Outcome.REJECTED, f"safe default ({self._spec.on_timeout}): {purpose}")
             return Next("closed")
-        ladder = self._spec.escalation.ladder
         self._path.append(f"escalated:{ladder}")
         result = await self._wait_for_people(ladder, purpose)
         if result.result == "request_changes":
-            target = step.step if failure.kind == "handoff" else (step.reviews or self._spec.revision_step())
+            target = name if failure.kind == "handoff" else (item.reviews or self._spec.revision_step())
             return self._changes_to(target, result)
         if result.result != "approve":
             return self._close_after_people(result)
@@ -392,16 +556,29 @@ class GovernedProcess:
         if failure.kind == "handoff":
             self._path.append("retry")
             return Next("rerun", start_at=failure.index)
-        if not workflow.patched(OVERRULE_PATCH):
+        if failure.kind != "people" and not workflow.patched(OVERRULE_PATCH):
             return Next("act", result.deciders)
         self._overruled_by = result.deciders
+        if isinstance(item, GroupSpec):
+            self._outputs[item.group] = {
+                **self._outputs[item.group],
+                "verdict": item.passing_verdicts[0],
+                "effect": "pass",
+                "decided_by": result.deciders,
+            }
         self._trail.add(
             AuditKind.DECISION,
-            f"{result.deciders} overruled {step.step}; the rest of the flow and the decision rules apply",
+            f"{result.deciders} overruled {name}; the rest of the flow and the decision rules apply",
             actor=result.deciders,
-            step=step.step,
+            step=name,
         )
         return Next("rerun", start_at=failure.index + 1)
+
+    def _escalation_ladder(self, item: StepSpec | GroupSpec, failure: FlowFailure) -> str | None:
+        """Who a stuck case goes to: a reviewing group's own ladder, else the spec's escalation."""
+        if isinstance(item, GroupSpec) and failure.kind in ("people", "review") and item.ladder:
+            return item.ladder
+        return self._spec.escalation.ladder if self._spec.escalation else None
 
     async def _decide(self) -> Next:
         """Apply the first matching decision rule."""

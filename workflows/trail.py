@@ -99,6 +99,13 @@ class AuditTrail:
             attributes["baton.check.result"] = CHECK_RESULT[event.kind]
         if event.kind == AuditKind.DECISION and "outcome" in event.data:
             attributes["baton.decision"] = str(event.data["outcome"])
+        if event.kind in (AuditKind.OPINION, AuditKind.RESOLVED):
+            attributes["baton.review.verdict"] = str(event.data.get("verdict", ""))
+            attributes["baton.review.effect"] = str(event.data.get("effect", ""))
+            if "strategy" in event.data:
+                attributes["baton.review.strategy"] = str(event.data["strategy"])
+            if "group" in event.data:
+                attributes["baton.group"] = str(event.data["group"])
         if event.kind in VERDICTS and event.actor:
             attributes["baton.approver"] = event.actor
             attributes["baton.verdict"] = VERDICTS[event.kind]

@@ -14,8 +14,11 @@ only from the spec's own folder (or below it), each at most :data:`MAX_PROMPT_BY
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import string
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from pydantic import ValidationError
 from baton.contracts import ContractError, format_location, resolve_contract
 from baton.errors import SpecError
 from baton.rules import MAX_NESTING, RuleError, nesting, referenced_names
-from baton.spec.models import ProcessSpec, SpecSnapshot
+from baton.spec.models import GroupSpec, MemberSpec, ProcessSpec, SpecSnapshot, StepSpec, item_names
 
 Loc = tuple[str | int, ...]
 
@@ -250,11 +253,26 @@ def _contract_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
     return found
 
 
+def _placed_steps(spec: ProcessSpec) -> list[tuple[Loc, StepSpec, list[str]]]:
+    """Each step with its YAML path and the names run before it (a member never sees its siblings)."""
+    placed: list[tuple[Loc, StepSpec, list[str]]] = []
+    earlier: list[str] = []
+    for i, item in enumerate(spec.flow):
+        if isinstance(item, GroupSpec):
+            placed += [
+                (("flow", i, "parallel", m), member, list(earlier)) for m, member in enumerate(item.parallel)
+            ]
+        else:
+            placed.append((("flow", i), item, list(earlier)))
+        earlier += item_names(item)
+    return placed
+
+
 def _prompt_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
     """Placeholders in prompt templates must name the case, feedback or a step."""
-    known = {"case", "feedback", *(s.step for s in spec.flow)}
+    known = {"case", "feedback", *spec.names()}
     found: list[tuple[Loc, str]] = []
-    for index, step in enumerate(spec.flow):
+    for loc, step, _ in _placed_steps(spec):
         agent = spec.agents.get(step.agent_name)
         if agent is None or agent.prompt_text is None or step.sees is None:
             continue
@@ -263,7 +281,7 @@ def _prompt_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
         if template.is_valid() and hidden:
             found.append(
                 (
-                    ("flow", index, "sees"),
+                    (*loc, "sees"),
                     f"the prompt of {step.agent_name!r} uses ${hidden[0]}, which this step does not see",
                 )
             )
@@ -286,46 +304,60 @@ def _prompt_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
 
 def _flow_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
     found: list[tuple[Loc, str]] = []
-    names = [s.step for s in spec.flow]
+    names = spec.names()
     seen: set[str] = set()
-    for i, step in enumerate(spec.flow):
-        loc: Loc = ("flow", i)
-        if step.step in RESERVED_NAMES:
-            found.append(((*loc, "step"), f"{step.step!r} is reserved ({RESERVED_NAMES[step.step]})"))
-        if step.step in seen:
-            found.append(((*loc, "step"), f"duplicate step name {step.step!r}"))
-        seen.add(step.step)
+    for i, item in enumerate(spec.flow):
+        if isinstance(item, GroupSpec):
+            found += _name_problems(("flow", i, "group"), item.group, seen)
+            found += _group_problems(spec, item, i, names)
+    for loc, step, earlier in _placed_steps(spec):
+        found += _name_problems((*loc, "step"), step.step, seen)
         if step.agent_name not in spec.agents:
             field = "agent" if step.agent else "step"
             found.append(((*loc, field), f"unknown agent {step.agent_name!r}"))
-        visible = {"case", *names[: i + 1]}
-        found += _sees_problems(step, i, names)
+        visible = {"case", *earlier, step.step}
+        found += _sees_problems(step, loc, earlier, names)
         if step.when is not None:
-            found += _cel_problems((*loc, "when"), step.when, {"case", *names[:i]}, names)
+            found += _cel_problems((*loc, "when"), step.when, {"case", *earlier}, names)
         for g, guard in enumerate(step.guards):
             found += _cel_problems((*loc, "guards", g), guard.expr, visible, names)
-        found += _review_problems(step, i, names, visible)
+        if isinstance(step, MemberSpec):
+            found += _member_problems(spec, step, loc, visible, names)
+        else:
+            found += _review_problems(step, loc, earlier, names, visible)
     return found
 
 
-def _sees_problems(step: Any, index: int, names: list[str]) -> list[tuple[Loc, str]]:
+def _name_problems(loc: Loc, name: str, seen: set[str]) -> list[tuple[Loc, str]]:
+    """A step's or group's name: not reserved, not taken (``seen`` collects them)."""
+    found: list[tuple[Loc, str]] = []
+    if name in RESERVED_NAMES:
+        found.append((loc, f"{name!r} is reserved ({RESERVED_NAMES[name]})"))
+    if name in seen:
+        found.append((loc, f"duplicate step name {name!r}"))
+    seen.add(name)
+    return found
+
+
+def _sees_problems(step: StepSpec, at: Loc, earlier: list[str], names: list[str]) -> list[tuple[Loc, str]]:
     """``sees`` may name the case and steps that ran before this one, each once."""
     if step.sees is None:
         return []
     found: list[tuple[Loc, str]] = []
     for s, name in enumerate(step.sees):
-        loc: Loc = ("flow", index, "sees", s)
+        loc: Loc = (*at, "sees", s)
         if step.sees.index(name) != s:
             found.append((loc, f"{name!r} is named twice"))
         elif name != "case" and name not in names:
             found.append((loc, f"unknown step {name!r} (a step sees 'case' and earlier steps)"))
-        elif name != "case" and names.index(name) >= index:
+        elif name != "case" and name not in earlier:
             found.append((loc, f"step {name!r} has not run yet here: a step sees only earlier steps"))
     return found
 
 
-def _review_problems(step: Any, index: int, names: list[str], visible: set[str]) -> list[tuple[Loc, str]]:
-    loc: Loc = ("flow", index)
+def _review_problems(
+    step: StepSpec, loc: Loc, earlier: list[str], names: list[str], visible: set[str]
+) -> list[tuple[Loc, str]]:
     found: list[tuple[Loc, str]] = []
     if step.reviews is None:
         for field in ("passes", "findings"):
@@ -334,7 +366,7 @@ def _review_problems(step: Any, index: int, names: list[str], visible: set[str])
         return found
     if step.reviews not in names:
         found.append(((*loc, "reviews"), f"unknown step {step.reviews!r}"))
-    elif names.index(step.reviews) >= index:
+    elif step.reviews not in earlier:
         found.append(((*loc, "reviews"), f"a review must follow the step it reviews ({step.reviews!r})"))
     if step.passes is None:
         found.append(((*loc, "passes"), "a review step needs 'passes' (CEL, true = accepted)"))
@@ -345,9 +377,157 @@ def _review_problems(step: Any, index: int, names: list[str], visible: set[str])
     return found
 
 
+def _member_problems(
+    spec: ProcessSpec, member: MemberSpec, loc: Loc, visible: set[str], names: list[str]
+) -> list[tuple[Loc, str]]:
+    """A group member's opinion fields fit its group: a review group's members each give one."""
+    group = next(g for g in spec.flow if isinstance(g, GroupSpec) and member in g.parallel)
+    found: list[tuple[Loc, str]] = []
+    if member.reviews is not None:
+        found.append(((*loc, "reviews"), "members review together: put 'reviews' on the group"))
+    opinion = [f for f in ("passes", "verdict") if getattr(member, f) is not None]
+    if group.reviews is None:
+        for field in (*opinion, *(["findings"] if member.findings is not None else [])):
+            found.append(((*loc, field), f"'{field}' only applies in a group that reviews a step"))
+    elif not opinion:
+        found.append(
+            (
+                loc,
+                "a reviewer in a group needs 'passes' (CEL, true = accepted) "
+                "or 'verdict' (CEL, a word on the scale)",
+            )
+        )
+    elif len(opinion) == 2:
+        found.append(((*loc, "verdict"), "give either 'passes' or 'verdict', not both"))
+    for field in ("passes", "verdict", "findings"):
+        expr = getattr(member, field)
+        if expr is not None:
+            found += _cel_problems((*loc, field), expr, visible, names)
+    if group.reviews is not None and member.verdict is not None:
+        found += _scale_coverage(spec, group, member, (*loc, "verdict"))
+    return found
+
+
+_FIELD_PATH = re.compile(r"^\s*([a-z][a-z0-9_]*)\.([A-Za-z_]\w*)\s*$")
+
+
+def _scale_coverage(
+    spec: ProcessSpec, group: GroupSpec, member: MemberSpec, loc: Loc
+) -> list[tuple[Loc, str]]:
+    """A verdict read from a contract field with fixed values must find each value on the scale."""
+    assert member.verdict is not None
+    match = _FIELD_PATH.match(member.verdict)
+    agent = spec.agents.get(member.agent_name)
+    if match is None or match.group(1) != member.step or agent is None:
+        return []
+    try:
+        model = resolve_contract(agent.output)
+    except ContractError:
+        return []  # reported by the contract check
+    field = model.model_fields.get(match.group(2))
+    if field is None:
+        return [(loc, f"{agent.output} has no field {match.group(2)!r}")]
+    values = _fixed_values(field.annotation)
+    if values is None:
+        return []
+    missing = [v for v in values if v not in group.verdicts]
+    if missing:
+        scale = ", ".join(group.verdicts)
+        return [
+            (
+                loc,
+                f"{member.step} can answer {missing[0]!r}, which the group's scale ({scale}) does not cover",
+            )
+        ]
+    return []
+
+
+def _fixed_values(annotation: Any) -> list[str] | None:
+    """The values a ``Literal``/``Enum`` field (optionally ``| None``) can take, as strings."""
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [str(m.value) for m in annotation]
+    if typing.get_origin(annotation) is typing.Literal:
+        return [str(v) for v in typing.get_args(annotation)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        parts = [_fixed_values(a) for a in typing.get_args(annotation) if a is not type(None)]
+        if parts and all(p is not None for p in parts):
+            return [v for p in parts if p is not None for v in p]
+    return None
+
+
+def _group_problems(
+    spec: ProcessSpec, group: GroupSpec, index: int, names: list[str]
+) -> list[tuple[Loc, str]]:
+    """A group's routing, review target and resolution: each consistent with the rest."""
+    loc: Loc = ("flow", index)
+    earlier = names[: names.index(group.group)]
+    found: list[tuple[Loc, str]] = []
+    if group.when is not None:
+        found += _cel_problems((*loc, "when"), group.when, {"case", *earlier}, names)
+    resolution = ("resolve", "scale", "passing", "quorum", "ladder")
+    if group.reviews is None:
+        for field in resolution:
+            if getattr(group, field) is not None:
+                found.append(((*loc, field), f"'{field}' only applies to a group that reviews a step"))
+        if group.escalating:
+            found.append(((*loc, "escalating"), "'escalating' only applies to a group that reviews a step"))
+        return found
+    groups = {g.group for g in spec.flow if isinstance(g, GroupSpec)}
+    if group.reviews not in names:
+        found.append(((*loc, "reviews"), f"unknown step {group.reviews!r}"))
+    elif group.reviews in groups:
+        found.append(
+            ((*loc, "reviews"), f"{group.reviews!r} is a group: a review sends findings to one step")
+        )
+    elif group.reviews not in earlier:
+        found.append(((*loc, "reviews"), f"a review must follow the step it reviews ({group.reviews!r})"))
+    if group.resolve is None:
+        found.append(
+            (
+                (*loc, "resolve"),
+                "a reviewing group needs 'resolve': unanimous, most_conservative, quorum "
+                "or escalate_on_disagreement",
+            )
+        )
+    scale = group.verdicts
+    if len(set(scale)) != len(scale):
+        found.append(((*loc, "scale"), "a verdict is named twice on the scale"))
+    for field in ("passing", "escalating"):
+        words = getattr(group, field) or []
+        for w, word in enumerate(words):
+            if word not in scale:
+                found.append(((*loc, field, w), f"{word!r} is not on the scale ({', '.join(scale)})"))
+    if not group.passing_verdicts:
+        found.append(((*loc, "passing"), "at least one verdict must pass"))
+    both = set(group.passing_verdicts) & set(group.escalating)
+    if both:
+        found.append(((*loc, "escalating"), f"{sorted(both)[0]!r} cannot both pass and escalate"))
+    if group.resolve == "quorum":
+        if group.quorum is None:
+            found.append(((*loc, "quorum"), "resolve: quorum needs 'quorum' (how many must pass)"))
+        elif group.quorum > len(group.parallel):
+            found.append(
+                ((*loc, "quorum"), f"quorum {group.quorum} is more than the {len(group.parallel)} members")
+            )
+    elif group.quorum is not None:
+        found.append(((*loc, "quorum"), "'quorum' only applies to resolve: quorum"))
+    if group.ladder is not None and group.ladder not in spec.ladders:
+        found.append(((*loc, "ladder"), f"unknown ladder {group.ladder!r}"))
+    asks_people = group.resolve == "escalate_on_disagreement" or bool(group.escalating)
+    if asks_people and group.ladder is None and spec.escalation is None:
+        found.append(
+            (
+                (*loc, "ladder"),
+                "this group can send a case to a person: name a 'ladder' (or give the spec an escalation)",
+            )
+        )
+    return found
+
+
 def _decision_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
     found: list[tuple[Loc, str]] = []
-    names = [s.step for s in spec.flow]
+    names = spec.names()
+    steps = [s.step for s in spec.steps()]
     visible = {"case", "overruled", *names}
     for i, rule in enumerate(spec.decide):
         loc: Loc = ("decide", i)
@@ -366,7 +546,7 @@ def _decision_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
         )
     if spec.escalation is not None and spec.escalation.ladder not in spec.ladders:
         found.append((("escalation", "ladder"), f"unknown ladder {spec.escalation.ladder!r}"))
-    if spec.changes_go_to is not None and spec.changes_go_to not in names:
+    if spec.changes_go_to is not None and spec.changes_go_to not in steps:
         found.append((("changes_go_to",), f"unknown step {spec.changes_go_to!r}"))
     for field in ("amount", "summary"):
         expr = getattr(spec.inbox, field)

@@ -12,7 +12,7 @@ import hashlib
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from baton.durations import Duration
 
@@ -142,6 +142,93 @@ class StepSpec(_Strict):
         return self.agent or self.step
 
 
+class MemberSpec(StepSpec):
+    """A step of a parallel group: it runs at the same time as the group's other members.
+
+    In a group that reviews a step, each member gives an opinion: ``passes`` (CEL, true =
+    the group's first passing verdict, false = its most conservative one) or ``verdict``
+    (CEL, a word on the group's ``scale``). ``optional`` members may fail their handoff
+    checks without failing the group: the group carries on without them (recorded).
+    """
+
+    verdict: str | None = Field(default=None, description="CEL: this reviewer's word on the group's scale.")
+    optional: bool = Field(
+        default=False, description="If its handoff never passes, the group carries on without it (recorded)."
+    )
+
+
+Strategy = Literal["unanimous", "most_conservative", "quorum", "escalate_on_disagreement"]
+DEFAULT_SCALE = ("reject", "approve")
+"""The verdict scale of a review group that declares none: ``passes`` false, then true."""
+
+
+class GroupSpec(_Strict):
+    """Steps that run at once as separate activities, each handoff checked on its own.
+
+    A group that ``reviews`` a step resolves its members' opinions by a declared
+    ``resolve`` strategy; the resolution is a CEL variable named after the group
+    (``verdict``, ``effect``, ``opinions``, ``decided_by``), so decision rules can read it.
+    ``scale`` orders the verdicts, most conservative first; ``passing`` words let the
+    reviewed step through, ``escalating`` words go to a person (``ladder``), every other
+    word sends the reviewers' combined findings back to the reviewed step.
+    """
+
+    group: str = Field(pattern=IDENTIFIER, description="The group's name: a CEL variable for its resolution.")
+    parallel: list[MemberSpec] = Field(min_length=2, max_length=10)
+    when: str | None = Field(
+        default=None, description="CEL over the case and earlier steps: otherwise the whole group is skipped."
+    )
+    reviews: str | None = Field(default=None, description="The earlier step the members review together.")
+    resolve: Strategy | None = Field(default=None, description="How the reviewers' opinions are resolved.")
+    scale: list[str] | None = Field(
+        default=None, min_length=2, max_length=10, description="Verdict words, most conservative first."
+    )
+    passing: list[str] | None = Field(
+        default=None, description="Verdicts that pass (default: the scale's last word)."
+    )
+    escalating: list[str] = Field(default_factory=list, description="Verdicts a person decides.")
+    quorum: int | None = Field(default=None, ge=1, le=10, description="quorum: passing opinions needed.")
+    ladder: str | None = Field(
+        default=None,
+        description="Who decides an escalation or disagreement (default: the spec's escalation).",
+    )
+    max_rounds: int = Field(default=2, ge=0, le=10)
+
+    @property
+    def step(self) -> str:
+        """The group's name, where a flow item's name is wanted."""
+        return self.group
+
+    @property
+    def verdicts(self) -> list[str]:
+        """The scale in force (the default two words when none is declared)."""
+        return list(self.scale or DEFAULT_SCALE)
+
+    @property
+    def passing_verdicts(self) -> list[str]:
+        """Words that let the reviewed step through."""
+        return list(self.passing) if self.passing is not None else [self.verdicts[-1]]
+
+    def effect(self, verdict: str) -> Literal["pass", "escalate", "revise"]:
+        """What a verdict word does: pass, go to a person, or send findings back."""
+        if verdict in self.passing_verdicts:
+            return "pass"
+        return "escalate" if verdict in self.escalating else "revise"
+
+
+def _flow_item_kind(value: Any) -> str:
+    if isinstance(value, GroupSpec) or (isinstance(value, dict) and "group" in value):
+        return "Group"
+    return "Step"
+
+
+FlowItem = Annotated[
+    Annotated[StepSpec, Tag("Step")] | Annotated[GroupSpec, Tag("Group")],
+    Discriminator(_flow_item_kind),
+]
+"""A flow entry: one step (``step:``), or a parallel group (``group:`` with ``parallel:``)."""
+
+
 class Approval(_Strict):
     """Outcome of a rule that needs people: the named approval ladder."""
 
@@ -210,7 +297,7 @@ class ProcessSpec(_Strict):
     description: str = ""
     input: str = Field(description="Import path of the case contract, 'module:Class'.")
     agents: dict[str, AgentSpec] = Field(min_length=1)
-    flow: list[StepSpec] = Field(min_length=1)
+    flow: list[FlowItem] = Field(min_length=1)
     decide: list[DecisionRule] = Field(min_length=1)
     ladders: dict[str, list[Rung]] = Field(default_factory=dict)
     escalation: Escalation | None = None
@@ -246,20 +333,41 @@ class ProcessSpec(_Strict):
             raise ValueError(f"ladder {empty[0]!r} has no rungs")
         return value
 
+    def steps(self) -> list[StepSpec]:
+        """Every step, groups' members in place: the agents the flow can run."""
+        found: list[StepSpec] = []
+        for item in self.flow:
+            found.extend(item.parallel if isinstance(item, GroupSpec) else [item])
+        return found
+
+    def names(self) -> list[str]:
+        """Every name rules may read from the flow: steps, members and groups, in flow order."""
+        found: list[str] = []
+        for item in self.flow:
+            if isinstance(item, GroupSpec):
+                found.append(item.group)
+                found.extend(m.step for m in item.parallel)
+            else:
+                found.append(item.step)
+        return found
+
     def step(self, name: str) -> StepSpec:
-        """The flow step called ``name``."""
-        return next(s for s in self.flow if s.step == name)
+        """The step (or group member) called ``name``."""
+        return next(s for s in self.steps() if s.step == name)
 
     def step_index(self, name: str) -> int:
-        """Position of step ``name`` in the flow."""
-        return next(i for i, s in enumerate(self.flow) if s.step == name)
+        """Position in the flow of step ``name``, or of the group holding or named ``name``."""
+        return next(i for i, item in enumerate(self.flow) if name in item_names(item))
 
     def revision_step(self) -> str:
         """The step a human's ``request_changes`` sends its feedback to."""
         if self.changes_go_to:
             return self.changes_go_to
         reviews = [s.reviews for s in self.flow if s.reviews]
-        return reviews[-1] if reviews else self.flow[-1].step
+        last = self.flow[-1]
+        return (
+            reviews[-1] if reviews else (last.parallel[0].step if isinstance(last, GroupSpec) else last.step)
+        )
 
     def canonical_json(self) -> str:
         """Stable JSON of the spec: the bytes its sha256 is taken over."""
@@ -276,3 +384,10 @@ class SpecSnapshot(BaseModel):
     spec: ProcessSpec
     sha256: str
     source: str = ""
+
+
+def item_names(item: StepSpec | GroupSpec) -> list[str]:
+    """The names a flow item puts in the case's context: a step's, or a group's and its members'."""
+    if isinstance(item, GroupSpec):
+        return [item.group, *(m.step for m in item.parallel)]
+    return [item.step]
