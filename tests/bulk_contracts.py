@@ -22,3 +22,11 @@ class Seen(BaseModel):
 
     handoffs: list[str]
     case_fields: list[str]
+
+
+class Said(BaseModel):
+    """A probe reviewer's verdict and what it was shown (the parallel-group tests)."""
+
+    verdict: str
+    seen: list[str]
+    findings: list[str] = Field(default_factory=list)

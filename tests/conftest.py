@@ -47,6 +47,8 @@ from refunds.contracts import PolicyVerdict  # noqa: E402
 
 REFUND_CONTRACTS = ["refunds"]
 """The refund app's contract package, shared with the strict sandbox as a worker shares it."""
+ACCESS_APP = App.load(ROOT / "examples" / "access")
+"""The second example app, whose parallel-board histories join the replay gate."""
 
 
 def refund_scenario(process: str = "refund-request") -> Scenario:

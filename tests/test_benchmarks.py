@@ -73,3 +73,11 @@ def test_approvals_parks_and_approves() -> None:
     out = run("approvals.py", "--cases", "6", "--sample", "3", "--port", str(free_port()))
     assert "cases parked: 6" in out
     assert "approve → case closed, refund written" in out
+
+
+def test_parallel_reviewers_reads_every_variant() -> None:
+    out = run("parallel_reviewers.py", "--cases", "3", "--rounds", "1", "--llm-port", str(free_port()))
+    for variant in ("floor: 3 parallel sleeps", "baton · parallel group", "baton · in sequence"):
+        assert f"  {variant} " in out, variant
+    assert out.count("critical path p50") == 3
+    assert out.count("where it goes: reviewer schedule-to-start") == 3

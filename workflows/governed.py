@@ -489,7 +489,8 @@ class GovernedProcess:
             opinions={o.member: o.verdict for o in opinions},
             left_out=left_out,
         )
-        self._path.append(f"{group.group}: {resolution.verdict}")
+        split = resolution.effect == "escalate" and group.resolve == "escalate_on_disagreement"
+        self._path.append(f"{group.group}: {'split' if split else resolution.verdict}")
         assert group.reviews is not None
         if resolution.effect == "pass":
             return i + 1

@@ -39,6 +39,7 @@ def mermaid(spec: ProcessSpec) -> str:
             )
             lines.append(f"  {review} -- {_label('still no')} --> {escalate_to}")
             previous = review
+    first = spec.flow[0].parallel[0].step if isinstance(spec.flow[0], GroupSpec) else spec.flow[0].step
     lines.append("  decide{decision rules}")
     lines.append(f"  {previous} -- pass --> decide")
     for i, rule in enumerate(spec.decide):
@@ -54,10 +55,16 @@ def mermaid(spec: ProcessSpec) -> str:
             for r in rungs
         )
         lines.append(f"  ladder_{name}[[{_label(f'approval ladder {name}:<br/>{chain}')}]]")
-        approve = "approve"
-        if spec.escalation and name == spec.escalation.ladder:
-            approve = "approve: failed handoff runs again / review overruled"
-        lines.append(f"  ladder_{name} -- {_label(approve)} --> action")
+        escalations = {spec.escalation.ladder} if spec.escalation else set()
+        escalations |= {g.ladder for g in spec.flow if isinstance(g, GroupSpec) and g.ladder}
+        if name in escalations:
+            # after an escalation the flow goes on and the decision rules still apply
+            lines.append(f"  ladder_{name} -- {_label('approve: failed handoff runs again')} --> {first}")
+            lines.append(
+                f"  ladder_{name} -- {_label('approve: reviewer overruled, the rules decide')} --> decide"
+            )
+        else:
+            lines.append(f"  ladder_{name} -- approve --> action")
         lines.append(f"  ladder_{name} -- reject --> rejected")
         lines.append(f"  ladder_{name} -- {_label(f'timeout → {spec.on_timeout}')} --> rejected")
     if spec.action is not None:

@@ -316,7 +316,8 @@ def _flow_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
             field = "agent" if step.agent else "step"
             found.append(((*loc, field), f"unknown agent {step.agent_name!r}"))
         visible = {"case", *earlier, step.step}
-        found += _sees_problems(step, loc, earlier, names)
+        siblings = set(item_names(spec.flow[int(loc[1])])) if "parallel" in loc else set()
+        found += _sees_problems(step, loc, earlier, names, siblings)
         if step.when is not None:
             found += _cel_problems((*loc, "when"), step.when, {"case", *earlier}, names)
         for g, guard in enumerate(step.guards):
@@ -339,7 +340,9 @@ def _name_problems(loc: Loc, name: str, seen: set[str]) -> list[tuple[Loc, str]]
     return found
 
 
-def _sees_problems(step: StepSpec, at: Loc, earlier: list[str], names: list[str]) -> list[tuple[Loc, str]]:
+def _sees_problems(
+    step: StepSpec, at: Loc, earlier: list[str], names: list[str], siblings: set[str]
+) -> list[tuple[Loc, str]]:
     """``sees`` may name the case and steps that ran before this one, each once."""
     if step.sees is None:
         return []
@@ -350,6 +353,8 @@ def _sees_problems(step: StepSpec, at: Loc, earlier: list[str], names: list[str]
             found.append((loc, f"{name!r} is named twice"))
         elif name != "case" and name not in names:
             found.append((loc, f"unknown step {name!r} (a step sees 'case' and earlier steps)"))
+        elif name in siblings:
+            found.append((loc, f"{name!r} runs in the same group: members see only what came before it"))
         elif name != "case" and name not in earlier:
             found.append((loc, f"step {name!r} has not run yet here: a step sees only earlier steps"))
     return found

@@ -1,6 +1,7 @@
 """Record the replay gate's histories: every demo path (and the LLM one), run for real.
 
-    .venv/bin/python -m tests.histories.record
+    .venv/bin/python -m tests.histories.record            # every refund demo path
+    .venv/bin/python -m tests.histories.record --groups   # only the parallel-group paths
 
 Re-record only when a change to GovernedProcess is meant to apply to new cases
 only and is guarded by ``workflow.patched`` (see README, "Changing the
@@ -11,16 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import tempfile
 from pathlib import Path
 
 from temporalio.client import WorkflowFailureError
 
-from baton.scenario import run_scenario
+from baton.scenario import Scenario, run_scenario
 from baton.testing import AppHarness, serve_app, start_dev_server
-from tests.conftest import REFUNDS_APP, refund_scenario
+from tests.conftest import ACCESS_APP, REFUNDS_APP, refund_scenario
 
 HERE = Path(__file__).resolve().parent
+
+
+GROUP_CASES = {"refunds": ["panel", "panel-person"], "access": ["board-agrees", "board-splits"]}
+"""Parallel-group paths (recorded by ``--groups`` alone, so the older histories keep guarding)."""
+
+
+async def record_groups() -> list[Path]:
+    """Record only the parallel-group demo cases of both example apps."""
+    home = Path(tempfile.mkdtemp(prefix="baton-histories-"))
+    written = []
+    async with await start_dev_server() as env:
+        for app in (REFUNDS_APP, ACCESS_APP):
+            scenario = Scenario.load(app.dev_file("scenario"))
+            wanted = GROUP_CASES[app.config.name]
+            only = scenario.model_copy(update={"cases": [c for c in scenario.cases if c.slug in wanted]})
+            async with serve_app(app, env.client, home=home / app.config.name) as harness:
+                for report in await run_scenario(harness.client, only, prefix=f"history-{app.config.name}"):
+                    assert report.ok, report.line()
+                    history = await env.client.get_workflow_handle(report.case_id).fetch_history()
+                    path = HERE / f"{report.scripted.slug}.json"
+                    path.write_text(history.to_json())
+                    written.append(path)
+    return written
 
 
 async def record() -> list[Path]:
@@ -65,5 +90,5 @@ async def record_refused_then_cancelled(harness: AppHarness) -> Path:
 
 
 if __name__ == "__main__":
-    for path in asyncio.run(record()):
+    for path in asyncio.run(record_groups() if "--groups" in sys.argv else record()):
         print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")

@@ -20,7 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from access_requests import agents
-from access_requests.contracts import AccessRequest, Entitlement, GrantProposal, RiskReview
+from access_requests.contracts import AccessRequest, Entitlement, GrantProposal, OwnerReview, RiskReview
 from access_requests.db import AccessDB
 from baton import ActionInput, ActionResult, AgentInput, AppContext
 
@@ -52,6 +52,11 @@ class AccessActivities:
     async def risk_review(self, inp: AgentInput) -> RiskReview:
         """Review the proposal for risk."""
         return agents.review_risk(inp)
+
+    @activity.defn(name="access.owner_review")
+    async def owner_review(self, inp: AgentInput) -> OwnerReview:
+        """Review the proposal as the system's owning team."""
+        return agents.review_as_owner(inp)
 
     @activity.defn(name="access.grant")
     async def grant(self, inp: ActionInput) -> ActionResult:
@@ -117,7 +122,7 @@ class AccessActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """The activities to register."""
-        return [self.lookup, self.proposer, self.risk_review, self.grant]
+        return [self.lookup, self.proposer, self.risk_review, self.owner_review, self.grant]
 
 
 def database_path(context: AppContext) -> Path:

@@ -19,6 +19,7 @@ from access_requests.contracts import (
     Entitlement,
     GrantProposal,
     Level,
+    OwnerReview,
     RiskFinding,
     RiskReview,
 )
@@ -143,6 +144,26 @@ def review_risk(inp: AgentInput) -> RiskReview:
         + (10 if facts.employment == "contractor" else 0)
     )
     return RiskReview(passes=not findings, findings=findings, risk_score=min(score, 100))
+
+
+def review_as_owner(inp: AgentInput) -> OwnerReview:
+    """Review a proposal as the system's owning team, independently of the risk review.
+
+    The owner agrees to read access for anyone and to more for its own team; anything
+    else is an objection no revision can fix, so a disagreement with the risk reviewer
+    goes to a person.
+    """
+    facts = Entitlement.model_validate(inp.handoffs["lookup"])
+    proposal = GrantProposal.model_validate(inp.handoffs["proposer"])
+    owner = facts.owner_team
+    if proposal.level == "read" or owner is None or facts.department == owner:
+        return OwnerReview(approves=True, owner_team=owner)
+    objection = RiskFinding(
+        code="outside_owner_team",
+        message=f"{proposal.level} on {proposal.system} for {facts.department or 'unknown department'}: "
+        f"{owner} owns it and grants more than read only to its own team",
+    )
+    return OwnerReview(approves=False, owner_team=owner, objections=[objection])
 
 
 def utc_now() -> datetime:

@@ -90,6 +90,14 @@ class RiskReview(BaseModel):
     risk_score: int = Field(ge=0, le=100)
 
 
+class OwnerReview(BaseModel):
+    """The system owner's review of a proposal: does the owning team agree to the grant?"""
+
+    approves: bool
+    owner_team: str | None = None
+    objections: list[RiskFinding] = Field(default_factory=list)
+
+
 class ApproverBrief(BaseModel):
     """The LLM's risk summary for whoever approves: what is asked, what could go wrong."""
 

@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from baton import ActionInput, ActionResult, AgentInput, AppContext
 from refunds import agents
-from refunds.contracts import OrderFacts, PolicyVerdict, RefundProposal, RefundRequest
+from refunds.contracts import FraudVerdict, OrderFacts, PolicyVerdict, RefundProposal, RefundRequest
 from refunds.db import RefundsDB, cents
 
 
@@ -55,6 +55,11 @@ class RefundActivities:
     async def policy(self, inp: AgentInput) -> PolicyVerdict:
         """Review the proposal against the refund policy."""
         return agents.check_policy(inp)
+
+    @activity.defn(name="refunds.fraud")
+    async def fraud(self, inp: AgentInput) -> FraudVerdict:
+        """Review the proposal for fraud signals (the panel's second reviewer)."""
+        return agents.check_fraud(inp)
 
     @activity.defn(name="refunds.issue_refund")
     async def issue_refund(self, inp: ActionInput) -> ActionResult:
@@ -117,7 +122,7 @@ class RefundActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """The activities to register."""
-        return [self.intake, self.drafter, self.policy, self.issue_refund]
+        return [self.intake, self.drafter, self.policy, self.fraud, self.issue_refund]
 
 
 def database_path(context: AppContext) -> Path:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from baton import AgentInput
 from refunds.contracts import (
+    FraudVerdict,
     OrderFacts,
     PolicyFinding,
     PolicyVerdict,
@@ -25,6 +26,9 @@ AMOUNT = re.compile(r"\d+(?:\.\d{1,2})?")
 REFUND_WINDOW_DAYS = {"electronics": 14}
 DEFAULT_WINDOW_DAYS = 30
 DIGITAL_SHARE = 0.5
+FRESH_DAYS = 3
+FRESH_CAP = 1000.0
+"""A refund of more than this within :data:`FRESH_DAYS` of delivery waits for the goods to come back."""
 
 
 def intake(conn: sqlite3.Connection, request: RefundRequest, *, now: datetime) -> OrderFacts:
@@ -142,6 +146,34 @@ def check_policy(inp: AgentInput, *, now: datetime | None = None) -> PolicyVerdi
     if f"{proposal.amount:.2f}" not in proposal.message:
         findings.append(PolicyFinding(code="message_amount", message="message must state the refund amount"))
     return PolicyVerdict(compliant=not findings, findings=findings, max_allowed=allowed)
+
+
+def check_fraud(inp: AgentInput) -> FraudVerdict:
+    """Review a proposal for fraud signals, independently of the policy review.
+
+    A large refund days after delivery is rejected down to :data:`FRESH_CAP` (the
+    finding says so, so the drafter can revise); a second refund on an order goes
+    to a person. It sees the case, the intake facts and the draft, never the policy
+    reviewer's verdict.
+    """
+    facts = OrderFacts.model_validate(inp.handoffs["intake"])
+    proposal = RefundProposal.model_validate(inp.handoffs["drafter"])
+    days = facts.days_since_delivery
+    if proposal.amount > FRESH_CAP and days is not None and days <= FRESH_DAYS:
+        finding = PolicyFinding(
+            code="fresh_large_refund",
+            message=f"refunds {proposal.amount:.2f} {days} days after delivery: "
+            f"at most {FRESH_CAP:.2f} until the goods are back",
+            max_amount=FRESH_CAP,
+        )
+        return FraudVerdict(verdict="reject", signals=[finding])
+    if facts.already_refunded > 0:
+        finding = PolicyFinding(
+            code="repeat_refund",
+            message=f"{facts.already_refunded:.2f} was already refunded on {facts.order_id}: a person decides",
+        )
+        return FraudVerdict(verdict="escalate", signals=[finding])
+    return FraudVerdict(verdict="approve")
 
 
 def utc_now() -> datetime:

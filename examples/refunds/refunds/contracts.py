@@ -68,6 +68,13 @@ class PolicyVerdict(BaseModel):
     max_allowed: Money = 0.0
 
 
+class FraudVerdict(BaseModel):
+    """The fraud reviewer's opinion of a proposal, on the panel's scale: reject > escalate > approve."""
+
+    verdict: Literal["approve", "escalate", "reject"]
+    signals: list[PolicyFinding] = Field(default_factory=list)
+
+
 class Explanation(BaseModel):
     """The explainer's note to the customer on what the policy review found."""
 

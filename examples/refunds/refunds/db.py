@@ -73,6 +73,8 @@ FIXTURES = [
     FixtureOrder("ORD-1015", "CUS-011", "apparel", 42.50, 6, note="the LLM demo case"),
     FixtureOrder("ORD-1016", "CUS-012", "apparel", 28.50, 4, note="the README tour: auto-approved"),
     FixtureOrder("ORD-1017", "CUS-005", "electronics", 189.00, 3, note="the README tour: a support lead"),
+    FixtureOrder("ORD-1018", "CUS-006", "electronics", 2400.00, 1, note="panel: fraud rejects, drafter caps"),
+    FixtureOrder("ORD-1019", "CUS-007", "home", 300.00, 7, refunded=100.00, note="panel: a person decides"),
 ]
 
 CATEGORIES = ["apparel", "electronics", "home", "digital", "final_sale", "books"]

@@ -1,0 +1,319 @@
+"""A parallel group of three LLM reviewers, 200 concurrent cases: its critical path against one call.
+
+Set-up, as in ``llm_concurrency.py``: one dev server, the scripted OpenAI-compatible
+server in a **subprocess** (``baton fake-llm --script llm/panel-script.yaml``: the
+drafter answers at once, every reviewer after 0.5 s), and this process as worker +
+client, on Baton's production worker (``build_worker``) with the audit log on.
+
+Variants, run in interleaved rounds, each with ``--cases`` concurrent cases:
+
+1. ``baton · parallel group`` (``llm/panel.yaml``): an LLM drafter, then a group of
+   three LLM reviewers (``resolve: unanimous``) that run at once.
+2. ``baton · in sequence`` (``llm/panel-sequence.yaml``): the same three reviewers as
+   three reviewing steps one after another, for contrast (critical path 3 calls).
+3. ``floor: 3 parallel sleeps``: a hand-written temporalio workflow on the same
+   worker, a no-op activity (the drafter) then three 0.5 s sleeping activities at once
+   (``asyncio.gather``).
+
+Measured, from each case's workflow history (the server's event times): the
+reviewers' critical path, from the first reviewer activity scheduled to the last one
+completed, and its ratio to one call (0.5 s); where it goes: schedule-to-start
+latency and run time of the reviewer activities, and the workflow task between the
+drafter's completion and the reviewers' scheduling; history events per case. From
+the client: each case's start-to-result time and the batch's wall time; the CPU of
+this process, the dev server and the scripted server per reviewer call.
+
+Run: ``.venv/bin/python benchmarks/parallel_reviewers.py [--cases 200] [--rounds N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from activities.audit import AuditActivities
+from activities.llm import LIMITS, LlmActivities, make_transport
+from activities.llm.providers import ProviderConfig
+from baton.auditlog import AuditLog
+from baton.client import BatonClient
+from baton.devserver import port_open
+from baton.spec import SpecSnapshot, load_spec, snapshot_of
+from benchmarks.llm_concurrency import CASE, HERE, Run, child_cpu, cpu, stats
+from benchmarks.minimal import noop, sleep_half_second
+from worker import build_worker
+
+CALL = 0.5
+"""Seconds each reviewer (and each sleeping activity) takes: one call."""
+REVIEWERS = 3
+FLOOR = "floor: 3 parallel sleeps"
+VARIANTS = {FLOOR: None, "baton · parallel group": "panel", "baton · in sequence": "panel-sequence"}
+"""Variant name: its spec under ``llm/`` (None: the hand-written floor)."""
+
+
+@workflow.defn(name="ParallelSleeps")
+class ParallelSleeps:
+    """The engine's floor for the panel: a no-op first step, then three 0.5 s calls at once."""
+
+    @workflow.run
+    async def run(self) -> list[str]:
+        timeout = timedelta(seconds=30)
+        drafted = await workflow.execute_activity(noop, "x", start_to_close_timeout=timeout)
+        calls = (
+            workflow.execute_activity(sleep_half_second, drafted, start_to_close_timeout=timeout)
+            for _ in range(REVIEWERS)
+        )
+        return list(await asyncio.gather(*calls))
+
+
+@dataclass
+class Case:
+    """One case as its history tells it (seconds); the reviewers are every activity after the first."""
+
+    path: float  # first reviewer scheduled → last reviewer completed
+    queued: list[float]  # each reviewer's schedule-to-start latency
+    ran: list[float]  # each reviewer's start-to-close time
+    handover: float  # drafter completed → first reviewer scheduled (a workflow task)
+    events: int
+
+
+@dataclass
+class Batch:
+    """One variant's timed batch: the run's totals, each case's history and start-to-result time."""
+
+    run: Run
+    latency: list[float]
+    lag: list[float]  # how late this process's event loop woke a 10 ms sleep, sample by sample
+    cases: list[Case] = field(default_factory=list)
+
+
+def read_history(events: list[tuple[int, int, float, int]]) -> Case:
+    """``(event id, event type, time, scheduled event id or 0)`` of one case's history."""
+    scheduled: dict[int, float] = {}
+    started: dict[int, float] = {}
+    completed: dict[int, float] = {}
+    for event_id, kind, at, of in events:
+        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event_id] = at
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started[of] = at
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed[of] = at
+    first, *reviewers = sorted(scheduled)  # the drafter (or the floor's no-op), then the reviewers
+    return Case(
+        path=max(completed[r] for r in reviewers) - min(scheduled[r] for r in reviewers),
+        queued=[started[r] - scheduled[r] for r in reviewers],
+        ran=[completed[r] - started[r] for r in reviewers],
+        handover=min(scheduled[r] for r in reviewers) - completed[first],
+        events=len(events),
+    )
+
+
+async def history_of(client: Client, workflow_id: str) -> Case:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    rows = []
+    for event in history.events:
+        done = event.activity_task_completed_event_attributes.scheduled_event_id
+        of = event.activity_task_started_event_attributes.scheduled_event_id or done
+        rows.append((event.event_id, int(event.event_type), event.event_time.ToNanoseconds() / 1e9, of))
+    return read_history(rows)
+
+
+@contextlib.asynccontextmanager
+async def scripted_llm(port: int) -> AsyncIterator[str]:
+    """The scripted server in its own process, answering as ``llm/panel-script.yaml`` says."""
+    if port_open("127.0.0.1", port):
+        raise SystemExit(f"port {port} is busy")
+    baton = Path(sys.executable).parent / "baton"
+    script = HERE / "panel-script.yaml"
+    with subprocess.Popen([baton, "fake-llm", "--script", script, "--port", str(port)],
+                          stdout=subprocess.DEVNULL) as server:  # fmt: skip
+        try:
+            while not port_open("127.0.0.1", port):
+                await asyncio.sleep(0.1)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            server.terminate()
+
+
+async def timed_batch(one: Callable[[], Awaitable[str]], cases: int, base: str) -> tuple[Batch, list[str]]:
+    """Run ``cases`` at once: the totals and start-to-result times, and each case's workflow id."""
+    latency: list[float] = []
+    lag: list[float] = []
+
+    async def timed() -> str:
+        began = time.perf_counter()
+        workflow_id = await one()
+        latency.append(time.perf_counter() - began)
+        return workflow_id
+
+    async def watch_loop() -> None:  # the worker shares this loop: lag is work waiting its turn
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lag.append(time.perf_counter() - began - 0.01)
+
+    before = await stats(base)
+    watcher = asyncio.create_task(watch_loop())
+    c0, s0, l0, t0 = cpu(), child_cpu("start-dev"), child_cpu("fake-llm"), time.perf_counter()
+    ids = await asyncio.gather(*(timed() for _ in range(cases)))
+    wall, used = time.perf_counter() - t0, cpu() - c0
+    served, answered = child_cpu("start-dev") - s0, child_cpu("fake-llm") - l0
+    watcher.cancel()
+    opened = (await stats(base))["connections"] - before["connections"] - 1  # less a stats request
+    return Batch(Run(wall, used, opened, served, answered), latency, lag), list(ids)
+
+
+def transport(pool: int | None) -> Callable[[], httpx.AsyncBaseTransport]:
+    """Baton's LLM transport, or the same with at most ``pool`` connections (a diagnostic)."""
+    if pool is None:
+        return make_transport
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=LIMITS.max_keepalive_connections)
+    return lambda: AiohttpTransport(limits=limits, retries=0)
+
+
+def starter(client: Client, queue: str, spec: SpecSnapshot | None) -> Callable[[], Awaitable[str]]:
+    """One case of a variant (a governed case of ``spec``, or the floor): its id once it ends."""
+    baton = BatonClient(client, task_queue=queue)
+
+    async def governed() -> str:
+        assert spec is not None
+        case_id = await baton.start_case(spec, CASE)
+        await baton.result(case_id)
+        return case_id
+
+    async def floor() -> str:
+        workflow_id = f"floor-{uuid.uuid4()}"
+        await client.execute_workflow(ParallelSleeps.run, id=workflow_id, task_queue=queue)
+        return workflow_id
+
+    return governed if spec else floor
+
+
+async def run_variants(
+    client: Client, base: str, cases: int, rounds: int, pool: int | None
+) -> dict[str, list[Batch]]:
+    """Every variant once per round, interleaved; each batch read back from its histories."""
+    specs = {name: snapshot_of(load_spec(HERE / f"{name}.yaml")) for name in VARIANTS.values() if name}
+    audit = AuditActivities(AuditLog(Path(tempfile.mkdtemp(prefix="baton-bench-")) / "audit.jsonl"))
+    results: dict[str, list[Batch]] = {}
+    for _ in range(rounds):
+        for name, spec_name in VARIANTS.items():
+            queue = f"bench-{uuid.uuid4()}"
+            providers = {"openai": ProviderConfig(base_url=base, default_model="fake")}
+            llm = LlmActivities(providers, transport=transport(pool))
+            activities = [*llm.all(), *audit.all(), noop, sleep_half_second]
+            one = starter(client, queue, specs[spec_name] if spec_name else None)
+            worker = build_worker(
+                client, task_queue=queue, activities=activities, extra_workflows=[ParallelSleeps],
+                max_concurrent_activities=cases * REVIEWERS,
+            )  # fmt: skip
+            async with worker:
+                await one()  # warm-up
+                batch, ids = await timed_batch(one, cases, base)
+            await llm.aclose()
+            batch.cases = list(await asyncio.gather(*(history_of(client, i) for i in ids)))
+            results.setdefault(name, []).append(batch)
+    return results
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..1)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def ms(values: list[float]) -> str:
+    return f"p50 {percentile(values, 0.5) * 1000:.0f} / p95 {percentile(values, 0.95) * 1000:.0f} ms"
+
+
+def report(results: dict[str, list[Batch]], cases: int, rounds: int, pool: int | None) -> None:
+    print(
+        f"## {cases} concurrent cases, {rounds} interleaved round(s); one call = {CALL * 1000:.0f} ms; "
+        f"LLM connections at most {pool or LIMITS.max_connections}"
+    )
+    summary: dict[str, dict[str, float]] = {}
+    for name, batches in results.items():
+        every = [case for batch in batches for case in batch.cases]
+        paths = [case.path for case in every]
+        walls = [batch.run.wall for batch in batches]
+        calls = cases * REVIEWERS
+        per_call = {
+            "worker+client": statistics.median(b.run.cpu for b in batches) * 1000 / calls,
+            "dev server": statistics.median(b.run.temporal_cpu for b in batches) * 1000 / calls,
+            "LLM server": statistics.median(b.run.llm_cpu for b in batches) * 1000 / calls,
+        }
+        print(
+            f"  {name:<24} critical path {ms(paths)} "
+            f"(×one call: p50 {percentile(paths, 0.5) / CALL:.2f}, "
+            f"p95 {percentile(paths, 0.95) / CALL:.2f}); "
+            f"wall {statistics.median(walls):.2f}s (runs {', '.join(f'{w:.2f}' for w in walls)}); "
+            f"case start→result {ms([t for b in batches for t in b.latency])}; "
+            f"history events per case {statistics.median(case.events for case in every):.0f}"
+        )
+        print(
+            f"    where it goes: reviewer schedule-to-start {ms([q for c in every for q in c.queued])}, "
+            f"run {ms([r for c in every for r in c.ran])}; "
+            f"drafter done→reviewers scheduled {ms([c.handover for c in every])}; "
+            f"this process's event-loop lag {ms([x for b in batches for x in b.lag])}, "
+            f"max {max(x for b in batches for x in b.lag) * 1000:.0f} ms; "
+            "CPU ms per reviewer call: " + ", ".join(f"{k} {v:.2f}" for k, v in per_call.items())
+        )
+        summary[name] = {
+            "path_p50": percentile(paths, 0.5),
+            "path_p95": percentile(paths, 0.95),
+            "wall": statistics.median(walls),
+            "events": statistics.median(case.events for case in every),
+        }
+    print(json.dumps({"summary": summary, "runs": {k: [vars(b.run) for b in v] for k, v in results.items()}}))
+
+
+async def main(cases: int, rounds: int, port: int, pool: int | None) -> None:
+    async with scripted_llm(port) as base:
+        temporal = str(Path(sys.executable).parent / "temporal")
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal,
+            data_converter=pydantic_data_converter,
+            dev_server_log_level="error",
+        )
+        async with env:
+            results = await run_variants(env.client, base, cases, rounds, pool)
+    report(results, cases, rounds, pool)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for flag, default, meaning in (
+        ("--cases", 200, "concurrent cases per batch"),
+        ("--rounds", 3, "interleaved rounds of every variant"),
+        ("--llm-port", 8392, "the scripted server's loopback port"),
+        ("--pool", None, f"diagnostic: the LLM client's connection cap (Baton's: {LIMITS.max_connections})"),
+    ):
+        parser.add_argument(flag, type=int, default=default, help=meaning)
+    options = parser.parse_args()
+    asyncio.run(main(options.cases, options.rounds, options.llm_port, options.pool))
+    os._exit(0)  # skip finalisation (temporalio/sdk-python#300)
