@@ -245,3 +245,30 @@ async def test_metrics_count_each_logged_event_once(tmp_path: Path) -> None:
     assert after["baton.cases"] - before.get("baton.cases", 0) == 1
     assert after["baton.llm.tokens"] - before.get("baton.llm.tokens", 0) == 150
     assert after["baton.approval.latency"] - before.get("baton.approval.latency", 0) == 1
+
+
+async def test_each_opinion_and_the_resolution_of_a_parallel_group_is_a_span(traced: Running) -> None:
+    baton = traced.baton
+    async with traced.worker():
+        # ORD-1018 is 2,400 delivered yesterday: policy approves, fraud rejects, the drafter caps it
+        case_id = await baton.start_case("refund-panel", refund("ORD-1018", "CUS-006", 2400.0))
+        await wait_for_approval(baton, case_id)
+        await baton.approve(case_id, approver="carol", comment="ok")
+        result = await baton.result(case_id)
+    assert result.outcome == Outcome.ACTIONED, result.reason
+    spans = spans_of(case_id)
+    opinions = [dict(s.attributes or {}) for s in by_name(spans, "baton.opinion")]
+    assert [(o["baton.step"], o["baton.review.verdict"], o["baton.group"]) for o in opinions] == [
+        ("policy", "approve", "panel"), ("fraud", "reject", "panel"),
+        ("policy", "approve", "panel"), ("fraud", "approve", "panel"),
+    ]  # fmt: skip
+    resolved = [dict(s.attributes or {}) for s in by_name(spans, "baton.resolved")]
+    assert [(r["baton.review.strategy"], r["baton.review.effect"]) for r in resolved] == [
+        ("most_conservative", "revise"), ("most_conservative", "pass"),
+    ]  # fmt: skip
+    # the two reviewers' activities overlapped: both were started before either completed
+    history = await traced.client.get_workflow_handle(case_id).fetch_history()
+    firsts = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")][2:4]
+    names = [e.activity_task_scheduled_event_attributes.activity_type.name for e in firsts]
+    assert names == ["refunds.policy", "refunds.fraud"]
+    assert firsts[0].event_id + 1 == firsts[1].event_id  # scheduled by one workflow task, together

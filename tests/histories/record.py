@@ -35,7 +35,9 @@ async def record_groups() -> list[Path]:
     written = []
     async with await start_dev_server() as env:
         for app in (REFUNDS_APP, ACCESS_APP):
-            scenario = Scenario.load(app.dev_file("scenario"))
+            script = app.dev_file("scenario")
+            assert script is not None, f"{app.config.name} has a demo scenario"
+            scenario = Scenario.load(script)
             wanted = GROUP_CASES[app.config.name]
             only = scenario.model_copy(update={"cases": [c for c in scenario.cases if c.slug in wanted]})
             async with serve_app(app, env.client, home=home / app.config.name) as harness:

@@ -25,7 +25,7 @@ async def test_demo_scenario_takes_every_scripted_path(baton_harness: AppHarness
     reports = await baton_harness.scenario()
     strays = [report.line() for report in reports if not report.ok]
     assert not strays, "cases off their script:\n" + "\n".join(strays)
-    assert len(reports) == 6
+    assert len(reports) == 8
     assert baton_harness.fake_llm is not None
     assert {seen.agent for seen in baton_harness.fake_llm.seen} == {"briefer"}
 

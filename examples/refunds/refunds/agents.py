@@ -170,7 +170,8 @@ def check_fraud(inp: AgentInput) -> FraudVerdict:
     if facts.already_refunded > 0:
         finding = PolicyFinding(
             code="repeat_refund",
-            message=f"{facts.already_refunded:.2f} was already refunded on {facts.order_id}: a person decides",
+            message=f"{facts.already_refunded:.2f} was already refunded on {facts.order_id}: "
+            "a person decides",
         )
         return FraudVerdict(verdict="escalate", signals=[finding])
     return FraudVerdict(verdict="approve")
