@@ -17,11 +17,17 @@ Variants, run in interleaved rounds, each with ``--cases`` concurrent cases:
 
 Measured, from each case's workflow history (the server's event times): the
 reviewers' critical path, from the first reviewer activity scheduled to the last one
-completed, and its ratio to one call (0.5 s); where it goes: schedule-to-start
-latency and run time of the reviewer activities, and the workflow task between the
-drafter's completion and the reviewers' scheduling; history events per case. From
-the client: each case's start-to-result time and the batch's wall time; the CPU of
-this process, the dev server and the scripted server per reviewer call.
+completed, and its ratio to one call (0.5 s); history events per case. Where the
+time goes, per reviewer activity: schedule-to-start as the server records it (0 for
+an activity the worker took eagerly), the time from being scheduled to its function
+beginning in the worker (noted by the activity itself, wall clock like the server's
+event times) and from there to completed; the workflow task between the drafter's
+completion and the reviewers' scheduling; how late this process's event loop runs.
+From the client: each case's start-to-result time and the batch's wall time; the CPU
+of this process, the dev server and the scripted server per reviewer call.
+
+``--pool N`` caps the LLM client's connections at N instead of Baton's 256 (a
+diagnostic: 600 calls at once exceed 256 connections).
 
 Run: ``.venv/bin/python benchmarks/parallel_reviewers.py [--cases 200] [--rounds N]``
 """
@@ -46,7 +52,7 @@ from pathlib import Path
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -60,7 +66,9 @@ from activities.llm.providers import ProviderConfig
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.devserver import port_open
+from baton.messages import LlmCall, LlmResult
 from baton.spec import SpecSnapshot, load_spec, snapshot_of
+from baton.spec.models import LLM_ACTIVITY
 from benchmarks.llm_concurrency import CASE, HERE, Run, child_cpu, cpu, stats
 from benchmarks.minimal import noop, sleep_half_second
 from worker import build_worker
@@ -88,15 +96,44 @@ class ParallelSleeps:
         return list(await asyncio.gather(*calls))
 
 
+BEGAN: dict[tuple[str, str], float] = {}
+"""When each timed activity's function began in this worker, by (workflow id, activity id).
+
+Wall clock, as are the server's event times: the dev server runs on the same machine."""
+
+
+def note_start() -> None:
+    info = activity.info()
+    BEGAN[(info.workflow_id or "", info.activity_id)] = time.time()
+
+
+class TimedLlm(LlmActivities):
+    """Baton's LLM activity, noting when each call's function begins in the worker."""
+
+    @activity.defn(name=LLM_ACTIVITY)
+    async def llm_agent(self, call: LlmCall) -> LlmResult:
+        note_start()
+        return await super().llm_agent(call)
+
+
+@activity.defn(name="sleep_half_second")
+async def timed_sleep(value: str) -> str:
+    """The floor's 0.5 s call, noting when it begins."""
+    note_start()
+    return await sleep_half_second(value)
+
+
 @dataclass
 class Case:
     """One case as its history tells it (seconds); the reviewers are every activity after the first."""
 
     path: float  # first reviewer scheduled → last reviewer completed
-    queued: list[float]  # each reviewer's schedule-to-start latency
-    ran: list[float]  # each reviewer's start-to-close time
+    queued: list[float]  # each reviewer's schedule-to-start as the server records it (0 when eager)
+    dispatched: list[float]  # scheduled → the activity's function began in the worker
+    ran: list[float]  # the function began → completed (the call itself and reporting back)
     handover: float  # drafter completed → first reviewer scheduled (a workflow task)
     events: int
+    failed: int  # reviewer activities that never completed (none, in a healthy run)
 
 
 @dataclass
@@ -109,36 +146,32 @@ class Batch:
     cases: list[Case] = field(default_factory=list)
 
 
-def read_history(events: list[tuple[int, int, float, int]]) -> Case:
-    """``(event id, event type, time, scheduled event id or 0)`` of one case's history."""
-    scheduled: dict[int, float] = {}
+async def history_of(client: Client, workflow_id: str) -> Case:
+    """Read one case's history: the drafter (or the floor's no-op) is its first activity."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    scheduled: dict[int, tuple[float, str]] = {}  # event id: time, activity id
     started: dict[int, float] = {}
     completed: dict[int, float] = {}
-    for event_id, kind, at, of in events:
-        if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            scheduled[event_id] = at
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-            started[of] = at
-        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            completed[of] = at
-    first, *reviewers = sorted(scheduled)  # the drafter (or the floor's no-op), then the reviewers
-    return Case(
-        path=max(completed[r] for r in reviewers) - min(scheduled[r] for r in reviewers),
-        queued=[started[r] - scheduled[r] for r in reviewers],
-        ran=[completed[r] - started[r] for r in reviewers],
-        handover=min(scheduled[r] for r in reviewers) - completed[first],
-        events=len(events),
-    )
-
-
-async def history_of(client: Client, workflow_id: str) -> Case:
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    rows = []
     for event in history.events:
-        done = event.activity_task_completed_event_attributes.scheduled_event_id
-        of = event.activity_task_started_event_attributes.scheduled_event_id or done
-        rows.append((event.event_id, int(event.event_type), event.event_time.ToNanoseconds() / 1e9, of))
-    return read_history(rows)
+        at = event.event_time.ToNanoseconds() / 1e9
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = at, event.activity_task_scheduled_event_attributes.activity_id
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started[event.activity_task_started_event_attributes.scheduled_event_id] = at
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed[event.activity_task_completed_event_attributes.scheduled_event_id] = at
+    first, *reviewers = sorted(scheduled)
+    done = [r for r in reviewers if r in completed]  # a failed attempt is retried as a new activity
+    began = {r: BEGAN.pop((workflow_id, scheduled[r][1])) for r in done}
+    return Case(
+        path=max(completed[r] for r in done) - min(scheduled[r][0] for r in reviewers),
+        queued=[started[r] - scheduled[r][0] for r in done],
+        dispatched=[began[r] - scheduled[r][0] for r in done],
+        ran=[completed[r] - began[r] for r in done],
+        handover=min(scheduled[r][0] for r in reviewers) - completed[first],
+        events=len(history.events),
+        failed=len(reviewers) - len(done),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -223,8 +256,8 @@ async def run_variants(
         for name, spec_name in VARIANTS.items():
             queue = f"bench-{uuid.uuid4()}"
             providers = {"openai": ProviderConfig(base_url=base, default_model="fake")}
-            llm = LlmActivities(providers, transport=transport(pool))
-            activities = [*llm.all(), *audit.all(), noop, sleep_half_second]
+            llm = TimedLlm(providers, transport=transport(pool))
+            activities = [*llm.all(), *audit.all(), noop, timed_sleep]
             one = starter(client, queue, specs[spec_name] if spec_name else None)
             worker = build_worker(
                 client, task_queue=queue, activities=activities, extra_workflows=[ParallelSleeps],
@@ -235,6 +268,7 @@ async def run_variants(
                 batch, ids = await timed_batch(one, cases, base)
             await llm.aclose()
             batch.cases = list(await asyncio.gather(*(history_of(client, i) for i in ids)))
+            BEGAN.clear()  # the warm-up case's
             results.setdefault(name, []).append(batch)
     return results
 
@@ -271,11 +305,14 @@ def report(results: dict[str, list[Batch]], cases: int, rounds: int, pool: int |
             f"p95 {percentile(paths, 0.95) / CALL:.2f}); "
             f"wall {statistics.median(walls):.2f}s (runs {', '.join(f'{w:.2f}' for w in walls)}); "
             f"case start→result {ms([t for b in batches for t in b.latency])}; "
-            f"history events per case {statistics.median(case.events for case in every):.0f}"
+            f"history events per case {statistics.median(case.events for case in every):.0f}; "
+            f"failed reviewer activities {sum(case.failed for case in every)}"
         )
         print(
-            f"    where it goes: reviewer schedule-to-start {ms([q for c in every for q in c.queued])}, "
-            f"run {ms([r for c in every for r in c.ran])}; "
+            "    where it goes, per reviewer: "
+            f"schedule-to-start (server) {ms([q for c in every for q in c.queued])}, "
+            f"scheduled→function began in the worker {ms([d for c in every for d in c.dispatched])}, "
+            f"began→completed {ms([r for c in every for r in c.ran])}; "
             f"drafter done→reviewers scheduled {ms([c.handover for c in every])}; "
             f"this process's event-loop lag {ms([x for b in batches for x in b.lag])}, "
             f"max {max(x for b in batches for x in b.lag) * 1000:.0f} ms; "

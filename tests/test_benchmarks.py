@@ -80,4 +80,4 @@ def test_parallel_reviewers_reads_every_variant() -> None:
     for variant in ("floor: 3 parallel sleeps", "baton · parallel group", "baton · in sequence"):
         assert f"  {variant} " in out, variant
     assert out.count("critical path p50") == 3
-    assert out.count("where it goes: reviewer schedule-to-start") == 3
+    assert out.count("function began in the worker") == 3
