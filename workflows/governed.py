@@ -400,7 +400,7 @@ class GovernedProcess:
                 return routed
             if routed:
                 running.append(member)
-        self._set_stage(f"running {group.group} ({', '.join(m.agent_name for m in running)})")
+        self._set_stage(f"running {group.group} ({', '.join(m.step for m in running)})")
         results = await asyncio.gather(
             *(
                 self._handoffs.run(m, before, feedback.pop(m.step, []), revision=self._rounds.get(m.step, 0))
