@@ -207,6 +207,17 @@ async def cmd_decide(args: argparse.Namespace) -> int:
     client = await _client(args)
     verdict: Verdict = VERDICTS[args.command]
     comment = {"approve": "comment", "reject": "reason", "request_changes": "feedback"}[verdict]
+    proposal = args.proposal
+    if proposal is None:
+        awaiting = (await client.status(args.case_id)).awaiting
+        proposal = awaiting.proposal if awaiting is not None else None
+        if proposal is not None:
+            print(
+                f"no --proposal given: deciding on the proposal as it is now ({proposal[:12]}); "
+                f"pass --proposal from `baton show {printable(args.case_id)}` "
+                "to bind it to what you reviewed",
+                file=sys.stderr,
+            )
     receipt = await client.decide(
         args.case_id,
         verdict,
@@ -214,6 +225,7 @@ async def cmd_decide(args: argparse.Namespace) -> int:
         comment=getattr(args, comment),
         decision_id=args.decision_id,
         signal=args.signal,
+        proposal=proposal,
     )
     if receipt is None:
         print(
@@ -508,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--as", dest="user", required=True)
         p.add_argument("--signal", action="store_true", help="send a signal (fire and forget) instead")
         p.add_argument("--decision-id", help="idempotency id: the same id applies once")
+        p.add_argument(
+            "--proposal", help="digest of what you reviewed (baton show prints it); refused if it has changed"
+        )
         if name == "approve":
             p.add_argument("--comment", default="")
         elif name == "reject":

@@ -279,8 +279,14 @@ class BatonClient:
         comment: str = "",
         decision_id: str | None = None,
         signal: bool = False,
+        proposal: str | None = None,
     ) -> DecisionReceipt | None:
-        """Send a decision as ``approver``.
+        """Send a decision as ``approver`` on ``proposal``.
+
+        ``proposal`` is the digest of what the approver reviewed (``show`` prints it); a
+        case whose proposal has changed since refuses the decision. Without it, the
+        decision is bound to the proposal the case waits on as this call reads it: for
+        scripts that decide on what they have just read, not for people.
 
         By default an update: the case checks it first and a refusal raises
         :class:`DecisionRefusedError` at once; a repeated ``decision_id`` applies once.
@@ -294,17 +300,26 @@ class BatonClient:
         decision_id = decision_id or uuid.uuid4().hex
         handle = self.handle(case_id)
         try:  # the same bounds the case applies, checked before anything is sent
-            HumanDecision(approver=approver, comment=comment, decision_id=decision_id)
+            HumanDecision(approver=approver, comment=comment, decision_id=decision_id, proposal=proposal)
         except ValidationError as exc:
             raise BatonUsageError("decision not sent: " + "; ".join(validation_problems(exc))) from None
         try:
             await self._check_readable(case_id)
+            if proposal is None:
+                awaiting = (await self.status(case_id)).awaiting
+                proposal = awaiting.proposal if awaiting is not None else None
             if signal:
-                decision = HumanDecision(approver=approver, comment=comment, decision_id=decision_id)
+                decision = HumanDecision(
+                    approver=approver, comment=comment, decision_id=decision_id, proposal=proposal
+                )
                 await handle.signal(verdict, decision)
                 return None
             request = DecisionRequest(
-                verdict=verdict, approver=approver, comment=comment, decision_id=decision_id
+                verdict=verdict,
+                approver=approver,
+                comment=comment,
+                decision_id=decision_id,
+                proposal=proposal,
             )
             receipt: DecisionReceipt = await handle.execute_update(
                 "decide", request, id=decision_id, result_type=DecisionReceipt
@@ -319,23 +334,33 @@ class BatonClient:
             raise _not_found(case_id, exc) from None
 
     async def approve(
-        self, case_id: str, *, approver: str, comment: str = "", signal: bool = False
+        self,
+        case_id: str,
+        *,
+        approver: str,
+        comment: str = "",
+        signal: bool = False,
+        proposal: str | None = None,
     ) -> DecisionReceipt | None:
         """Approve as ``approver`` (see :meth:`decide`)."""
-        return await self.decide(case_id, "approve", approver=approver, comment=comment, signal=signal)
+        return await self.decide(
+            case_id, "approve", approver=approver, comment=comment, signal=signal, proposal=proposal
+        )
 
     async def reject(
-        self, case_id: str, *, approver: str, reason: str, signal: bool = False
+        self, case_id: str, *, approver: str, reason: str, signal: bool = False, proposal: str | None = None
     ) -> DecisionReceipt | None:
         """Reject as ``approver`` with the reason (see :meth:`decide`)."""
-        return await self.decide(case_id, "reject", approver=approver, comment=reason, signal=signal)
+        return await self.decide(
+            case_id, "reject", approver=approver, comment=reason, signal=signal, proposal=proposal
+        )
 
     async def request_changes(
-        self, case_id: str, *, approver: str, feedback: str, signal: bool = False
+        self, case_id: str, *, approver: str, feedback: str, signal: bool = False, proposal: str | None = None
     ) -> DecisionReceipt | None:
         """Send the draft back with ``feedback`` (see :meth:`decide`)."""
         return await self.decide(
-            case_id, "request_changes", approver=approver, comment=feedback, signal=signal
+            case_id, "request_changes", approver=approver, comment=feedback, signal=signal, proposal=proposal
         )
 
     async def pending(self, *, role: str | None = None, limit: int = 1000) -> list[PendingCase]:

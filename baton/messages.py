@@ -141,6 +141,13 @@ class HumanDecision(BaseModel):
     approver: str = Field(min_length=1, max_length=MAX_IDENTITY)
     comment: str = Field(default="", max_length=MAX_COMMENT)
     decision_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    proposal: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{12,64}$",
+        description="The digest (or its first 12+ hex digits) of the proposal decided on, as "
+        "`baton show`, `baton pending` and notifications print it: a decision on a proposal "
+        "that has changed since is refused.",
+    )
 
 
 class DecisionRequest(HumanDecision):
@@ -292,6 +299,9 @@ class Awaiting(BaseModel):
     purpose: str
     approvers_needed: int = 1
     approved_by: list[str] = Field(default_factory=list)
+    proposal: str | None = Field(
+        default=None, description="sha256 of the case and its checked handoffs the people decide on."
+    )
 
 
 NotifyEvent = Literal["approval_requested", "reminder", "escalated", "decided"]

@@ -208,8 +208,10 @@ async def test_approval_in_flight_across_a_worker_restart(on_dev: Running) -> No
     baton = on_dev.baton
     async with on_dev.worker():
         case_id = await baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
-        await wait_for_approval(baton, case_id)
-    await baton.approve(case_id, approver="alice", signal=True)  # no worker is running now
+        waiting = await wait_for_approval(baton, case_id)
+    assert waiting.awaiting is not None
+    # no worker is running now: the decision carries the digest of what alice saw
+    await baton.approve(case_id, approver="alice", signal=True, proposal=waiting.awaiting.proposal)
     async with on_dev.worker():
         result = await baton.result(case_id)
     assert result.outcome == Outcome.ACTIONED

@@ -104,10 +104,13 @@ async def test_start_approve_status_audit(on_dev: Running, tmp_path: Path) -> No
         started = await baton(on_dev, "start", "refund-request", "--case", case_file, "--as", "bob", "--json")
         assert started.code == 0, started.err
         case_id = json.loads(started.out)["case_id"]
-        await wait_for_approval(on_dev.baton, case_id)
+        waiting = await wait_for_approval(on_dev.baton, case_id)
+        assert waiting.awaiting is not None
+        assert waiting.awaiting.proposal is not None
         status = await baton(on_dev, "status", case_id)
         assert "waiting: support-lead (ladder standard, rung 1/2)" in status.out
-        refused = await baton(on_dev, "approve", case_id, "--as", "bob")  # an update, by default
+        digest = waiting.awaiting.proposal[:12]
+        refused = await baton(on_dev, "approve", case_id, "--as", "bob", "--proposal", digest)  # an update
         assert (refused.code, refused.err) == (
             2,
             "baton: refused: separation of duties: bob submitted this case\n",

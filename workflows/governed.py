@@ -26,7 +26,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 from workflows.handoffs import HandoffRunner, execute, failure_message
 from workflows.ladder import PAST, ApprovalDesk, LadderResult
 from workflows.resolution import Opinion, Resolution, opinion_of, resolve
-from workflows.trail import AuditTrail
+from workflows.trail import AuditTrail, digest
 from workflows.visibility import Visibility
 
 with workflow.unsafe.imports_passed_through():
@@ -628,7 +628,7 @@ class GovernedProcess:
     async def _wait_for_people(self, ladder: str, purpose: str) -> LadderResult:
         self._set_stage(f"awaiting approval ({ladder})")
         await self._log_audit()  # what led here is in the tamper-evident log before anyone decides
-        result = await self._desk.climb(ladder, purpose)
+        result = await self._desk.climb(ladder, purpose, proposal=self._proposal())
         self._path.extend(f"{role} timed out" for role in result.timed_out_roles)
         if result.records:
             self._path.append(f"{PAST[result.result]} by {result.deciders}")
@@ -757,6 +757,10 @@ class GovernedProcess:
             workflow.upsert_memo({"audit_head": receipt.head, "audit_records": receipt.records})
         self._trail.logged = len(self._trail.events)
         self._set_stage(stage)
+
+    def _proposal(self) -> str:
+        """The digest of what people decide on: the case and every checked handoff."""
+        return digest({"case": self._start.case, "handoffs": self._outputs})
 
     def _context(self) -> JsonDict:
         skipped: JsonDict = dict.fromkeys(self._skipped)  # a skipped step reads as null

@@ -54,6 +54,11 @@ PAST: dict[str, str] = {
 
 Notify = Callable[[NotifyEvent, Awaiting, str | None], None]
 
+DIGEST_PATCH = "decision-digest-v1"
+"""From here on a rung is bound to the digest of what it decides on: a decision must carry
+it, and one on a proposal that changed since is refused. Cases asked before replay unbound."""
+STALE = "the draft changed since you looked: review it again"
+
 ITEMISED_REFUSALS = 25
 """Refusals itemised in the audit trail per case; later ones are counted only."""
 
@@ -100,13 +105,18 @@ class ApprovalDesk:
         self._rung_records: list[ApprovalRecord] = []
         self._seen_ids: set[str] = set()
         self._asked_before = False
+        self._proposal: str | None = None
         self.awaiting: Awaiting | None = None
         self.records: list[ApprovalRecord] = []
         self.refused = 0
         """Decisions refused so far in this case (carried across continue-as-new)."""
 
-    async def climb(self, ladder: str, purpose: str) -> LadderResult:
-        """Ask each rung in turn until it decides; then hold or time out per the spec."""
+    async def climb(self, ladder: str, purpose: str, proposal: str | None = None) -> LadderResult:
+        """Ask each rung in turn until it decides; then hold or time out per the spec.
+
+        ``proposal`` is the digest of what the people decide on; every decision must name it.
+        """
+        self._proposal = proposal if proposal is not None and workflow.patched(DIGEST_PATCH) else None
         rungs = self._spec.ladders[ladder]
         timed_out: list[str] = []
         for index, rung in enumerate(rungs):
@@ -151,6 +161,7 @@ class ApprovalDesk:
             deadline=None if hold else workflow.now() + rung.timeout,
             purpose=purpose,
             approvers_needed=rung.approvers,
+            proposal=self._proposal,
         )
         self._on_change()
         self._trail.add(
@@ -162,6 +173,7 @@ class ApprovalDesk:
             role=rung.role,
             eligible=sorted(self._members - {self._submitted_by}),
             deadline=self.awaiting.deadline.isoformat() if self.awaiting.deadline else None,
+            **({"proposal": self._proposal} if self._proposal else {}),
         )
         self._notify("approval_requested", self.awaiting, None)
         decided = await self._wait(rung, hold=hold)
@@ -244,6 +256,14 @@ class ApprovalDesk:
             return "request_changes needs feedback in the comment"
         if verdict == "approve" and approver in self.awaiting.approved_by:
             return f"{approver} already approved; this rung needs {self._rung.approvers} different approvers"
+        if self._proposal is not None:
+            if decision.proposal is None:
+                return (
+                    f"no proposal digest: decide on what you reviewed (baton show prints it: "
+                    f"{self._proposal[:12]})"
+                )
+            if not self._proposal.startswith(decision.proposal):
+                return STALE
         return None
 
     def apply(self, verdict: Verdict, decision: HumanDecision) -> str:
@@ -262,6 +282,7 @@ class ApprovalDesk:
             comment=decision.comment,
             at=workflow.now(),
         )
+        bound = {"proposal": self._proposal} if self._proposal else {}
         self._rung_records.append(record)
         self.records.append(record)
         kind = {
@@ -274,7 +295,7 @@ class ApprovalDesk:
             have, need = len(self.awaiting.approved_by), self._rung.approvers
             if have < need:
                 state = f"approval {have} of {need} recorded; waiting for another {self.awaiting.role}"
-                self._trail.add(kind, f"{state} ({decision.approver})", actor=decision.approver)
+                self._trail.add(kind, f"{state} ({decision.approver})", actor=decision.approver, **bound)
                 self._on_change()
                 return state
         self._verdict = verdict
@@ -284,6 +305,7 @@ class ApprovalDesk:
             state + (f": {decision.comment}" if decision.comment else ""),
             actor=decision.approver,
             role=record.role,
+            **bound,
         )
         return state
 
