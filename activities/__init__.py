@@ -16,6 +16,8 @@ from activities.directory import DirectoryActivities
 from activities.llm import LlmActivities
 from activities.llm.providers import ProviderConfig, load_providers
 from activities.notify import NotifyActivities
+from activities.signing import SigningActivities
+from baton import signing
 from baton.app import activity_name
 from baton.auditlog import AuditLog
 from baton.roles import YamlRoleDirectory
@@ -23,7 +25,7 @@ from baton.settings import Settings
 
 BATON_ACTIVITY_NAMES = frozenset(
     name
-    for cls in (AuditActivities, DirectoryActivities, LlmActivities, NotifyActivities)
+    for cls in (AuditActivities, DirectoryActivities, LlmActivities, NotifyActivities, SigningActivities)
     for value in vars(cls).values()
     if (name := activity_name(value)) is not None
 )
@@ -52,7 +54,8 @@ def build_activities(
     """Baton's own activities, bound to ``settings``' files.
 
     Args:
-        settings: where the roles, providers and audit log are.
+        settings: where the roles, providers and audit log are, and the signing policy
+            (installed for this process's ``decide`` validators as well).
         providers: LLM providers to use instead of the providers file (``baton dev``
             points every provider at the scripted stand-in this way).
     """
@@ -60,7 +63,15 @@ def build_activities(
     notify = NotifyActivities(directory)
     llm = LlmActivities(providers if providers is not None else load_providers(settings.providers_file))
     audit = AuditActivities(AuditLog(settings.audit_log))
-    served = [*DirectoryActivities(directory).all(), *notify.all(), *llm.all(), *audit.all()]
+    policy = settings.signing()
+    signing.install(policy)  # the worker's decide validators verify with the same policy
+    served = [
+        *DirectoryActivities(directory).all(),
+        *notify.all(),
+        *llm.all(),
+        *audit.all(),
+        *SigningActivities(policy).all(),
+    ]
     return ActivitySet(served, notify, llm, audit)
 
 
@@ -71,5 +82,6 @@ __all__ = [
     "DirectoryActivities",
     "LlmActivities",
     "NotifyActivities",
+    "SigningActivities",
     "build_activities",
 ]

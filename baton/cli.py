@@ -373,6 +373,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
 async def cmd_dev(args: argparse.Namespace) -> int:
     from baton.demo import offline_providers
     from baton.devserver import DevServer
+    from baton.signing import create_dev_keys
     from worker import run_worker
 
     app = _app(args, required=True)
@@ -387,6 +388,9 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     )
     await server.start()
     os.environ["TEMPORAL_ADDRESS"] = server.address  # this process's worker, and nothing else
+    keys = create_dev_keys(settings.home)
+    print(f"Development signing key: {keys} (the CLI signs decisions and submissions with it; "
+          "BATON_REQUIRE_SIGNED_DECISIONS=1 makes the worker refuse unsigned ones)")  # fmt: skip
     print(f"Temporal dev server on {server.address} (db {server.db_file})")
     print(
         f"Web UI: http://localhost:{server.ui_port}    app {app.name!r} on task queue {settings.task_queue!r}"

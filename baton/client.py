@@ -30,6 +30,7 @@ from baton.catalog import Catalog
 from baton.codec import KEYS_HINT, CodecKeyError, is_encrypted
 from baton.connection import connect
 from baton.contracts import check_against, resolve_contract, validation_problems
+from baton.digests import digest
 from baton.errors import BatonUsageError, CaseInputError, SpecError
 from baton.identity import IdentityError, canonical
 from baton.messages import (
@@ -44,6 +45,7 @@ from baton.messages import (
     Verdict,
 )
 from baton.settings import Settings
+from baton.signing import DecisionKeys, decision_message, submission_message
 from baton.spec import ProcessSpec, SpecSnapshot
 from baton.textbounds import excerpt
 
@@ -117,7 +119,17 @@ class BatonClient:
         self.task_queue = task_queue
         self.settings = settings or Settings.for_app(app)
         self.catalog = Catalog(app, self.settings, wiring)
+        self._keys: DecisionKeys | bool | None = False  # read on first use
         self._indexed: bool | None = None
+
+    @property
+    def signing_keys(self) -> DecisionKeys | None:
+        """The key this client signs decisions and submissions with (``BATON_DECISION_KEYS``,
+        or the development key ``baton dev`` created in the home), or None: unsigned."""
+        if self._keys is False:
+            self._keys = DecisionKeys.from_env(os.environ, self.settings.home)
+        assert not isinstance(self._keys, bool)
+        return self._keys
 
     @property
     def app(self) -> App | None:
@@ -205,8 +217,19 @@ class BatonClient:
             if index
             else []
         )
+        keys = self.signing_keys
+        signature = (
+            keys.sign(submission_message(case_id, submitted_by, digest(checked), snapshot.sha256))
+            if keys is not None
+            else None
+        )
         start = CaseStart(
-            case_id=case_id, spec=snapshot, case=checked, submitted_by=submitted_by, index=index
+            case_id=case_id,
+            spec=snapshot,
+            case=checked,
+            submitted_by=submitted_by,
+            signature=signature,
+            index=index,
         )
         try:
             await self.temporal.start_workflow(
@@ -308,10 +331,17 @@ class BatonClient:
             if proposal is None:
                 awaiting = (await self.status(case_id)).awaiting
                 proposal = awaiting.proposal if awaiting is not None else None
+            keys = self.signing_keys
+            signature = (
+                keys.sign(decision_message(case_id, verdict, approver, comment, proposal, decision_id))
+                if keys is not None
+                else None
+            )
             if signal:
                 decision = HumanDecision(
-                    approver=approver, comment=comment, decision_id=decision_id, proposal=proposal
-                )
+                    approver=approver, comment=comment, decision_id=decision_id, proposal=proposal,
+                    signature=signature,
+                )  # fmt: skip
                 await handle.signal(verdict, decision)
                 return None
             request = DecisionRequest(
@@ -320,6 +350,7 @@ class BatonClient:
                 comment=comment,
                 decision_id=decision_id,
                 proposal=proposal,
+                signature=signature,
             )
             receipt: DecisionReceipt = await handle.execute_update(
                 "decide", request, id=decision_id, result_type=DecisionReceipt

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton.identity import MAX_IDENTITY
+from baton.signing import Signature
 from baton.spec.models import SpecSnapshot
 
 JsonDict = dict[str, Any]
@@ -39,21 +40,43 @@ class Resume(BaseModel):
     refusals: int = 0
     overruled_by: str | None = None
     skipped: list[str] = Field(default_factory=list)
+    signing_required: bool = False
 
 
 class CaseStart(BaseModel):
-    """Everything a case needs at start: the frozen spec, the case, who submitted it.
+    """Everything a case needs at start: the case, who submitted it, the frozen spec.
 
+    The case comes first, so it is what the Temporal UI shows at the top of the input.
     ``index`` says the namespace has Baton's search attributes registered, so the
-    case keeps them current (the inbox); without them it must not try.
+    case keeps them current (the inbox); without them it must not try. ``signature``
+    signs the submission when the deployment requires it (see ``baton.signing``).
     """
 
     case_id: str
-    spec: SpecSnapshot
     case: JsonDict
     submitted_by: str = "anonymous"
+    signature: Signature | None = None
+    spec: SpecSnapshot
     index: bool = False
     resume: Resume | None = None
+
+
+class SubmissionCheck(BaseModel):
+    """What ``baton.check_submission`` is asked: digests and the signature, never the case."""
+
+    case_id: str
+    submitted_by: str
+    case_sha256: str
+    spec_sha256: str
+    signature: Signature | None = None
+
+
+class SubmissionVerdict(BaseModel):
+    """Whether the deployment requires signing, which key signed, or why the submission fails."""
+
+    required: bool
+    signed_by: str | None = None
+    problem: str | None = None
 
 
 class Feedback(BaseModel):
@@ -141,6 +164,9 @@ class HumanDecision(BaseModel):
     approver: str = Field(min_length=1, max_length=MAX_IDENTITY)
     comment: str = Field(default="", max_length=MAX_COMMENT)
     decision_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    signature: Signature | None = Field(
+        default=None, description="HMAC by a trusted sender's key (see baton.signing); never the key."
+    )
     proposal: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{12,64}$",

@@ -16,6 +16,7 @@ from baton.errors import BatonUsageError
 
 if TYPE_CHECKING:
     from baton.app import App
+    from baton.signing import SigningPolicy
 
 DEFAULT_TASK_QUEUE = "baton"
 DEFAULT_PROVIDERS_FILE = Path(__file__).resolve().parent / "defaults" / "providers.yaml"
@@ -71,6 +72,13 @@ class Settings:
             choices = ", ".join(get_args(SandboxMode))
             raise BatonUsageError(f"BATON_WORKFLOW_SANDBOX={self.sandbox_choice!r}: expected {choices}")
         return cast(SandboxMode, value)
+
+    def signing(self) -> SigningPolicy:
+        """Whether decisions must be signed, and the keys (``BATON_DECISION_KEYS``, or the
+        development key in the home): see ``baton.signing``."""
+        from baton.signing import SigningPolicy  # messages import signing; settings stay light
+
+        return SigningPolicy.from_env(os.environ, self.home)
 
     @property
     def audit_log(self) -> Path:

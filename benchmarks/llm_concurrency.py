@@ -54,10 +54,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from activities.audit import AuditActivities
 from activities.llm import LlmActivities, make_transport
 from activities.llm.providers import ProviderConfig
+from activities.signing import SigningActivities
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.devserver import port_open
 from baton.messages import ActionInput, ActionResult, AgentInput, LlmCall
+from baton.signing import SigningPolicy
 from baton.spec import SpecSnapshot, load_spec, snapshot_of
 from benchmarks.minimal import MinimalSleeps, noop, sleep_half_second
 from worker import build_worker
@@ -225,7 +227,8 @@ async def run_cases(
                 else build_worker(  # Baton's production worker, which the floor rows share
                     env.client,
                     task_queue=queue,
-                    activities=[*llm.all(), *audit.all(), noop_action, sleep_half_second, noop],
+                    activities=[*llm.all(), *audit.all(), *SigningActivities(SigningPolicy()).all(),
+                                noop_action, sleep_half_second, noop],
                     extra_workflows=[MinimalSleeps],
                     max_concurrent_activities=cases * 3,
                 )

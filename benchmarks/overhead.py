@@ -44,10 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from refunds.contracts import OrderFacts, PolicyVerdict, RefundProposal
 
 from activities.audit import AuditActivities
+from activities.signing import SigningActivities
 from baton.app import App
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.messages import ActionInput, ActionResult, AgentInput
+from baton.signing import SigningPolicy
 from baton.spec import SpecSnapshot, snapshot_of
 from benchmarks.minimal import Minimal, noop
 from worker import build_worker
@@ -198,7 +200,15 @@ async def main(serial: int, concurrent: int, rounds: int) -> list[Figures]:
         worker = build_worker(
             env.client,
             task_queue=queue,
-            activities=[instant_intake, instant_drafter, instant_policy, instant_action, noop, *audit.all()],
+            activities=[
+                instant_intake,
+                instant_drafter,
+                instant_policy,
+                instant_action,
+                noop,
+                *audit.all(),
+                *SigningActivities(SigningPolicy()).all(),
+            ],
             extra_workflows=[Minimal],
         )
         baton = BatonClient(env.client, task_queue=queue, app=App.load(ROOT / "examples" / "refunds"))

@@ -63,10 +63,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from activities.audit import AuditActivities
 from activities.llm import LIMITS, LlmActivities, make_transport
 from activities.llm.providers import ProviderConfig
+from activities.signing import SigningActivities
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
 from baton.devserver import port_open
 from baton.messages import LlmCall, LlmResult
+from baton.signing import SigningPolicy
 from baton.spec import SpecSnapshot, load_spec, snapshot_of
 from baton.spec.models import LLM_ACTIVITY
 from benchmarks.llm_concurrency import CASE, HERE, Run, child_cpu, cpu, stats
@@ -257,7 +259,13 @@ async def run_variants(
             queue = f"bench-{uuid.uuid4()}"
             providers = {"openai": ProviderConfig(base_url=base, default_model="fake")}
             llm = TimedLlm(providers, transport=transport(pool))
-            activities = [*llm.all(), *audit.all(), noop, timed_sleep]
+            activities = [
+                *llm.all(),
+                *audit.all(),
+                *SigningActivities(SigningPolicy()).all(),
+                noop,
+                timed_sleep,
+            ]
             one = starter(client, queue, specs[spec_name] if spec_name else None)
             worker = build_worker(
                 client, task_queue=queue, activities=activities, extra_workflows=[ParallelSleeps],

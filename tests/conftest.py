@@ -23,8 +23,15 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from activities import AuditActivities, DirectoryActivities, LlmActivities, NotifyActivities
+from activities import (
+    AuditActivities,
+    DirectoryActivities,
+    LlmActivities,
+    NotifyActivities,
+    SigningActivities,
+)
 from activities.llm.providers import load_providers
+from baton import signing
 from baton.app import App, activity_name
 from baton.auditlog import AuditLog
 from baton.client import BatonClient
@@ -117,9 +124,10 @@ def activities_for(
     directory, notify = DirectoryActivities(roles), NotifyActivities(roles)
     audit = AuditActivities(AuditLog(settings.audit_log))
     names = {getattr(o, "__temporal_activity_definition").name for o in overrides}
+    signed = SigningActivities(signing.installed())
     real = [
         a
-        for a in [*refunds.all(), *directory.all(), *notify.all(), *llm.all(), *audit.all()]
+        for a in [*refunds.all(), *directory.all(), *notify.all(), *llm.all(), *audit.all(), *signed.all()]
         if getattr(a, "__temporal_activity_definition").name not in names
     ]
     return [*real, *overrides]

@@ -26,13 +26,15 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 from workflows.handoffs import HandoffRunner, execute, failure_message
 from workflows.ladder import PAST, ApprovalDesk, LadderResult
 from workflows.resolution import Opinion, Resolution, opinion_of, resolve
-from workflows.trail import AuditTrail, digest
+from workflows.trail import AuditTrail
 from workflows.visibility import Visibility
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from baton import signing
     from baton.contracts import check_against, resolve_contract, validation_problems
+    from baton.digests import digest
     from baton.identity import canonical_or_none
     from baton.messages import (
         ActionInput,
@@ -51,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
         JsonDict,
         Outcome,
         Resume,
+        SubmissionCheck,
+        SubmissionVerdict,
         Verdict,
     )
     from baton.rules import RuleError, evaluate, evaluate_bool
@@ -71,6 +75,13 @@ with what the engine saw. Cases that appended before replay with the old int res
 CANCEL_PATCH = "cancel-recorded-v1"
 """A cancelled case records the cancellation (audit event, stage, outcome) before it ends."""
 SIGNALS = ("approve", "reject", "request_changes")
+SIGNING_PATCH = "signed-decisions-v1"
+"""From here on a case asks the workers (``baton.check_submission``, recorded) whether
+decisions must be signed and whether its submission is; cases started before never require it."""
+CHECK_SUBMISSION = "baton.check_submission"
+UNSIGNED_SIGNAL = (
+    "unsigned decision: this deployment accepts only signed decisions, sent through the decide update"
+)
 OVERRULE_PATCH = "overrule-decides-v1"
 """A person who overrules a reviewer no longer sends the case straight to the action: the
 rest of the flow and the decision rules (with ``overruled`` true) still apply, so a rule's
@@ -129,6 +140,7 @@ class GovernedProcess:
         self._skipped: set[str] = set()
         self._decided_by: str | None = None
         self._action: ActionResult | None = None
+        self._signing_required = False
         if start.resume is not None:
             self._restore(start.resume)
 
@@ -142,6 +154,7 @@ class GovernedProcess:
         self._overruled_by = resume.overruled_by
         self._skipped = set(resume.skipped)
         self._budget_waived = resume.budget_waived
+        self._signing_required = resume.signing_required
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseResult:
@@ -178,6 +191,8 @@ class GovernedProcess:
                 self._trail.add(AuditKind.CHECK_FAILED, "submitter: control, invisible or space characters")
                 self._close(Outcome.INVALID_INPUT, "the submitter's name cannot be an identity")
                 return self._result()
+            if workflow.patched(SIGNING_PATCH) and not await self._submission_is_signed():
+                return self._result()
             if not self._case_is_valid():
                 self._close(Outcome.INVALID_INPUT, "case does not match the input contract")
                 return self._result()
@@ -191,6 +206,36 @@ class GovernedProcess:
         await self._view.flush()
         await self._log_audit()
         return self._result()
+
+    async def _submission_is_signed(self) -> bool:
+        """Ask the workers whether signing is required and the submission signed as required."""
+        start = self._start
+        verdict = await workflow.execute_local_activity(
+            CHECK_SUBMISSION,
+            SubmissionCheck(
+                case_id=start.case_id,
+                submitted_by=start.submitted_by,
+                case_sha256=digest(start.case),
+                spec_sha256=start.spec.sha256,
+                signature=start.signature,
+            ),
+            result_type=SubmissionVerdict,
+            start_to_close_timeout=timedelta(seconds=10),
+            summary="signing · submission",
+        )
+        self._signing_required = verdict.required
+        if verdict.problem is not None:
+            self._trail.add(AuditKind.CHECK_FAILED, f"submission: {verdict.problem}")
+            self._close(Outcome.INVALID_INPUT, verdict.problem)
+            return False
+        if verdict.signed_by is not None:
+            self._trail.add(
+                AuditKind.CHECK_PASSED,
+                f"submission by {excerpt(start.submitted_by, 64)} signed with key {verdict.signed_by}",
+                actor=excerpt(start.submitted_by, 64),
+                signed_by=verdict.signed_by,
+            )
+        return True
 
     # Decisions come from outside: handlers take the raw payload and check it here, so a
     # malformed one is refused and recorded instead of being dropped by the SDK unseen.
@@ -223,6 +268,10 @@ class GovernedProcess:
         if isinstance(decision, str):
             self._desk.refuse(f"{verdict} signal", f"malformed decision: {decision}", decision=verdict)
             return
+        if self._signing_required:  # a signal cannot be verified replay-safely: updates only
+            by = excerpt(decision.approver, 64)
+            self._desk.refuse(f"{verdict} signal by {by}", UNSIGNED_SIGNAL, actor=by, decision=verdict)
+            return
         self._desk.receive(verdict, decision)
 
     @workflow.update
@@ -230,7 +279,8 @@ class GovernedProcess:
         """A decision whose refusal the caller hears at once (see the validator)."""
         request = _parse(payload, DecisionRequest)
         assert not isinstance(request, str), "the validator refused it"
-        state = self._desk.apply(request.verdict, request)
+        signed_by = request.signature.key_id if self._signing_required and request.signature else None
+        state = self._desk.apply(request.verdict, request, signed_by=signed_by)
         approver = canonical_or_none(request.approver) or request.approver
         return DecisionReceipt(verdict=request.verdict, approver=approver, state=state)
 
@@ -240,6 +290,8 @@ class GovernedProcess:
         if isinstance(request, str):
             raise ValueError(f"malformed decision: {request}")
         refusal = self._desk.refusal(request.verdict, request)
+        if refusal is None and self._signing_required:  # validators do not run on replay
+            refusal = signing.installed().decision_problem(self._start.case_id, request.verdict, request)
         if refusal is not None:
             raise ValueError(refusal)
 
@@ -725,6 +777,7 @@ class GovernedProcess:
             refusals=self._desk.refused,
             overruled_by=self._overruled_by,
             skipped=sorted(self._skipped),
+            signing_required=self._signing_required,
         )
         workflow.continue_as_new(self._start.model_copy(update={"resume": resume}))
 

@@ -17,10 +17,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
-from workflows.trail import AuditTrail, digest
+from workflows.trail import AuditTrail
 
 with workflow.unsafe.imports_passed_through():
     from baton.contracts import check_against, resolve_contract
+    from baton.digests import digest
     from baton.messages import AgentInput, AuditKind, Feedback, JsonDict, LlmCall, LlmResult, Usage
     from baton.rules import RuleError, evaluate_bool
     from baton.spec.models import AgentSpec, ProcessSpec, RetrySpec, StepSpec, TimeoutSpec

@@ -26,9 +26,10 @@ from typing import Literal
 
 from temporalio import workflow
 
-from workflows.trail import AuditTrail, digest
+from workflows.trail import AuditTrail
 
 with workflow.unsafe.imports_passed_through():
+    from baton.digests import digest
     from baton.durations import format_duration
     from baton.identity import canonical_or_none
     from baton.messages import (
@@ -266,8 +267,11 @@ class ApprovalDesk:
                 return STALE
         return None
 
-    def apply(self, verdict: Verdict, decision: HumanDecision) -> str:
-        """Apply an authorised decision; returns the state it leaves the rung in."""
+    def apply(self, verdict: Verdict, decision: HumanDecision, *, signed_by: str | None = None) -> str:
+        """Apply an authorised decision; returns the state it leaves the rung in.
+
+        ``signed_by`` names the key that signed it, when the deployment requires signing.
+        """
         assert self.awaiting is not None
         assert self._rung is not None
         if decision.decision_id is not None:
@@ -282,7 +286,9 @@ class ApprovalDesk:
             comment=decision.comment,
             at=workflow.now(),
         )
-        bound = {"proposal": self._proposal} if self._proposal else {}
+        bound: dict[str, str] = {"proposal": self._proposal} if self._proposal else {}
+        if signed_by is not None:
+            bound["signed_by"] = signed_by
         self._rung_records.append(record)
         self.records.append(record)
         kind = {

@@ -6,8 +6,6 @@ query, the result and a replay all see the same sequence.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from temporalio import workflow
@@ -26,12 +24,6 @@ VERDICTS = {
     AuditKind.CHANGES_REQUESTED: "changes_requested",
     AuditKind.REFUSED: "refused",
 }
-
-
-def digest(payload: Any) -> str:
-    """SHA-256 of a payload's canonical JSON: audit events carry this, not the payload."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _tracing_configured() -> bool:

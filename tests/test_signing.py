@@ -1,0 +1,103 @@
+"""Signed decisions (#14 item 3): with signing required, only a trusted sender's key decides."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+
+from baton import signing
+from baton.client import DecisionRefusedError
+from baton.messages import AuditKind, Outcome
+from baton.scenario import wait_for_approval
+from baton.signing import DecisionKeys, SigningPolicy, create_dev_keys
+from tests.conftest import Running, refund
+
+K1, K2 = b"k" * 32, b"q" * 32
+
+
+def ring(**keys: bytes) -> str:
+    """A ``BATON_DECISION_KEYS`` value, the first key current."""
+    return ",".join(f"{key_id}:{base64.b64encode(key).decode()}" for key_id, key in keys.items())
+
+
+@pytest.fixture
+def required(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Workers in this test require signatures by k2 or k1; the policy is restored after."""
+    signing.install(SigningPolicy(required=True, keys=DecisionKeys({"k2": K2, "k1": K1}, "k2")))
+    monkeypatch.delenv("BATON_DECISION_KEYS", raising=False)
+    yield
+    signing.install(SigningPolicy())
+
+
+async def test_unsigned_decisions_are_refused_and_signed_ones_recorded_with_their_key(
+    on_dev: Running, required: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with on_dev.worker():
+        monkeypatch.setenv("BATON_DECISION_KEYS", ring(k2=K2))
+        signer = on_dev.baton  # the gateway's client: holds the current key
+        case_id = await signer.start_case(
+            "refund-request", refund("ORD-1002", "CUS-002", 249.0), submitted_by="bob"
+        )
+        await wait_for_approval(signer, case_id)
+        monkeypatch.delenv("BATON_DECISION_KEYS")
+        anyone = on_dev.baton  # a namespace client typing --as alice
+        with pytest.raises(DecisionRefusedError, match="unsigned decision"):
+            await anyone.approve(case_id, approver="alice")
+        await anyone.approve(case_id, approver="alice", signal=True)  # recorded as refused
+        await signer.approve(case_id, approver="alice", comment="checked")
+        result = await signer.result(case_id)
+    assert result.outcome == Outcome.ACTIONED
+    assert result.decided_by == "alice"
+    submitted = next(e for e in result.audit if e.kind == AuditKind.CHECK_PASSED)
+    assert submitted.detail == "submission by bob signed with key k2"
+    refused = [e.detail for e in result.audit if e.kind == AuditKind.REFUSED]
+    assert refused == [
+        "approve signal by alice refused: unsigned decision: this deployment accepts only signed "
+        "decisions, sent through the decide update"
+    ]
+    approved = next(e for e in result.audit if e.kind == AuditKind.APPROVED)
+    assert approved.data["signed_by"] == "k2"
+
+
+async def test_a_rotated_out_key_and_a_forged_signature_are_refused(
+    on_dev: Running, required: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with on_dev.worker():
+        monkeypatch.setenv("BATON_DECISION_KEYS", ring(k1=K1))  # the older key still verifies
+        case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+        await wait_for_approval(on_dev.baton, case_id)
+        monkeypatch.setenv("BATON_DECISION_KEYS", ring(k0=b"z" * 32))  # rotated out long ago
+        with pytest.raises(DecisionRefusedError, match="key 'k0', which the workers do not trust"):
+            await on_dev.baton.approve(case_id, approver="alice")
+        monkeypatch.setenv("BATON_DECISION_KEYS", ring(k2=b"x" * 32))  # the right id, the wrong key
+        with pytest.raises(DecisionRefusedError, match="bad signature"):
+            await on_dev.baton.approve(case_id, approver="alice")
+        monkeypatch.setenv("BATON_DECISION_KEYS", ring(k1=K1))
+        await on_dev.baton.approve(case_id, approver="alice")
+        assert (await on_dev.baton.result(case_id)).outcome == Outcome.ACTIONED
+
+
+async def test_an_unsigned_submission_closes_before_any_agent_runs(on_dev: Running, required: None) -> None:
+    async with on_dev.worker():
+        case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+        result = await on_dev.baton.result(case_id)
+    assert result.outcome == Outcome.INVALID_INPUT
+    assert result.reason.startswith("unsigned submission")
+    assert result.handoffs == {}
+
+
+def test_dev_keys_are_created_once_private_and_read_by_clients(tmp_path: object) -> None:
+    from pathlib import Path
+
+    home = Path(str(tmp_path))
+    path = create_dev_keys(home)
+    assert path.stat().st_mode & 0o777 == 0o600
+    first = DecisionKeys.from_env({}, home)
+    assert first is not None
+    assert create_dev_keys(home) == path
+    again = DecisionKeys.from_env({}, home)
+    assert again is not None
+    assert again.current == first.current
+    assert first.problem(b"m", first.sign(b"m")) is None
