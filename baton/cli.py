@@ -29,6 +29,7 @@ from baton.errors import BatonRuntimeError, BatonUsageError, SpecError
 from baton.messages import AuditEvent, CaseStatus, Verdict
 from baton.safetext import printable
 from baton.settings import Settings
+from baton.show import format_casefile
 from baton.spec.diagram import mermaid
 
 VERDICTS: dict[str, Verdict] = {
@@ -126,6 +127,12 @@ async def cmd_start(args: argparse.Namespace) -> int:
     else:
         print(f"{printable(case_id)}: {result.outcome.value} ({printable(result.reason)})")
         print(f"  path: {_path(result.path)}")
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    found = await (await _client(args)).casefile(args.case_id)
+    print(_dump(found) if args.json else "\n".join(format_casefile(found)))
     return 0
 
 
@@ -493,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = add("status", cmd_status, "show a case's stage, path and what it waits for")
+    p.add_argument("case_id")
+    p.add_argument("--json", action="store_true")
+    p = add("show", cmd_show, "show what a decision on a case decides: the case, each handoff, the checks")
     p.add_argument("case_id")
     p.add_argument("--json", action="store_true")
     p = add("audit", cmd_audit, "print a case's audit trail, or `audit verify [FILE]` to check the log")

@@ -36,6 +36,7 @@ from baton.identity import IdentityError, canonical
 from baton.messages import (
     MAX_ID,
     AuditEvent,
+    CaseFile,
     CaseResult,
     CaseStart,
     CaseStatus,
@@ -283,6 +284,16 @@ class BatonClient:
         """
         status: CaseStatus = await self._query(case_id, "status", CaseStatus)
         return status
+
+    async def casefile(self, case_id: str) -> CaseFile:
+        """What a person deciding on the case needs to see: the case, every checked handoff,
+        earlier drafts, the checks and rules that led here, and what it waits for.
+
+        Raises:
+            BatonUsageError: no such case, or it is encrypted and this client lacks its keys.
+        """
+        found: CaseFile = await self._query(case_id, "casefile", CaseFile)
+        return found
 
     async def audit(self, case_id: str) -> list[AuditEvent]:
         """The case's audit trail so far.

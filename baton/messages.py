@@ -41,6 +41,7 @@ class Resume(BaseModel):
     overruled_by: str | None = None
     skipped: list[str] = Field(default_factory=list)
     signing_required: bool = False
+    drafts: dict[str, list[JsonDict]] = Field(default_factory=dict)
 
 
 class CaseStart(BaseModel):
@@ -386,3 +387,30 @@ class CaseResult(BaseModel):
 
 Resume.model_rebuild()
 CaseStart.model_rebuild()
+
+
+class CaseFile(BaseModel):
+    """What a person needs to decide on a case: the case, every checked handoff, how it got here.
+
+    ``handoffs`` are in flow order, each with its contract in ``contracts`` (a group's
+    resolution has none); ``drafts`` holds the earlier versions of handoffs that were
+    produced again (a revision, a rerun), oldest first; ``checks`` are the audit events
+    of the checks, reviews, opinions, routing and rules that led here.
+    """
+
+    case_id: str
+    process: str
+    spec_version: int
+    spec_sha256: str
+    submitted_by: str
+    case: JsonDict
+    input_contract: str
+    handoffs: dict[str, JsonDict]
+    contracts: dict[str, str]
+    drafts: dict[str, list[JsonDict]] = Field(default_factory=dict)
+    checks: list[AuditEvent] = Field(default_factory=list)
+    path: list[str] = Field(default_factory=list)
+    stage: str
+    awaiting: Awaiting | None = None
+    outcome: Outcome | None = None
+    reason: str | None = None

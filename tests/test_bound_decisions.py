@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -15,6 +16,7 @@ from baton.devserver import temporal_binary
 from baton.messages import AuditKind, Outcome
 from baton.scenario import wait_for_approval
 from tests.conftest import Running, refund
+from tests.test_cli import baton as cli
 
 
 async def test_a_decision_on_a_proposal_that_changed_since_is_refused(on_dev: Running) -> None:
@@ -120,3 +122,37 @@ async def test_a_stale_update_from_the_temporal_cli_is_refused_with_the_reason(o
         assert waiting.awaiting is not None
         await baton.approve(case_id, approver="alice", proposal=waiting.awaiting.proposal)
         assert (await baton.result(case_id)).outcome == Outcome.ACTIONED
+
+
+async def test_show_prints_the_draft_its_revisions_the_checks_and_the_digest(on_dev: Running) -> None:
+    baton = on_dev.baton
+    async with on_dev.worker():
+        case_id = await baton.start_case("refund-request", refund("ORD-1014", "CUS-010", 120.0))
+        first = await wait_for_approval(baton, case_id)
+        await baton.request_changes(case_id, approver="alice", feedback="refund at most 90")
+        second = await wait_for_approval(baton, case_id)
+        assert second.awaiting is not None
+        assert second.awaiting.proposal is not None
+        shown = await cli(on_dev, "show", case_id)
+        as_json = await cli(on_dev, "show", case_id, "--json")
+        await baton.approve(case_id, approver="alice", proposal=second.awaiting.proposal)
+        await baton.result(case_id)
+    assert shown.code == 0, shown.err
+    text = shown.out
+    assert first.awaiting is not None
+    assert "waiting for support-lead (ladder standard, rung 1/2)" in text
+    assert "approvals: 0 of 1 (nobody yet)" in text
+    assert f"proposal: {second.awaiting.proposal}" in text
+    assert "case (RefundRequest)" in text
+    assert "drafter (RefundProposal, version 2)" in text  # the draft, field by field
+    assert re.search(r"^  amount +90\.0$", text, re.M)
+    assert "changes since the previous version of drafter:" in text
+    assert re.search(r"^  -  amount +120\.0$", text, re.M)  # the diff between the drafts
+    assert re.search(r"^  \+  amount +90\.0$", text, re.M)
+    assert "intake (OrderFacts)" in text
+    assert "changes_requested" in text  # the checks and decisions that led here
+    assert "decide[2] → approval:standard" in text
+    data = json.loads(as_json.out)
+    assert data["handoffs"]["drafter"]["amount"] == 90.0
+    assert data["drafts"]["drafter"][0]["amount"] == 120.0
+    assert data["awaiting"]["proposal"] == second.awaiting.proposal

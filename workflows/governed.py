@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         AuditEvent,
         AuditKind,
         AuditReceipt,
+        CaseFile,
         CaseResult,
         CaseStart,
         CaseStatus,
@@ -75,6 +76,14 @@ with what the engine saw. Cases that appended before replay with the old int res
 CANCEL_PATCH = "cancel-recorded-v1"
 """A cancelled case records the cancellation (audit event, stage, outcome) before it ends."""
 SIGNALS = ("approve", "reject", "request_changes")
+KEPT_DRAFTS = 5
+"""Earlier versions of a handoff kept for ``baton show``'s diff (bounded: the result stays small)."""
+SHOWN_CHECKS = {
+    AuditKind.CHECK_PASSED, AuditKind.CHECK_FAILED, AuditKind.SKIPPED, AuditKind.REVIEW_REJECTED,
+    AuditKind.OPINION, AuditKind.RESOLVED, AuditKind.REVISION, AuditKind.ESCALATED, AuditKind.DECISION,
+    AuditKind.APPROVED, AuditKind.REJECTED, AuditKind.CHANGES_REQUESTED,
+}  # fmt: skip
+"""The audit events ``show`` lists as how the case got where it is."""
 SIGNING_PATCH = "signed-decisions-v1"
 """From here on a case asks the workers (``baton.check_submission``, recorded) whether
 decisions must be signed and whether its submission is; cases started before never require it."""
@@ -141,6 +150,7 @@ class GovernedProcess:
         self._decided_by: str | None = None
         self._action: ActionResult | None = None
         self._signing_required = False
+        self._drafts: dict[str, list[JsonDict]] = {}
         if start.resume is not None:
             self._restore(start.resume)
 
@@ -155,6 +165,7 @@ class GovernedProcess:
         self._skipped = set(resume.skipped)
         self._budget_waived = resume.budget_waived
         self._signing_required = resume.signing_required
+        self._drafts = {name: list(versions) for name, versions in resume.drafts.items()}
 
     @workflow.run
     async def run(self, start: CaseStart) -> CaseResult:
@@ -313,6 +324,33 @@ class GovernedProcess:
         )
 
     @workflow.query
+    def casefile(self) -> CaseFile:
+        """What a person deciding on this case needs to see (``baton show``)."""
+        contracts = {
+            step.step: self._spec.agents[step.agent_name].output
+            for step in self._spec.steps()
+            if step.step in self._outputs
+        }
+        return CaseFile(
+            case_id=self._start.case_id,
+            process=self._spec.process,
+            spec_version=self._spec.version,
+            spec_sha256=self._start.spec.sha256,
+            submitted_by=self._start.submitted_by,
+            case=self._start.case,
+            input_contract=self._spec.input,
+            handoffs={name: self._outputs[name] for name in self._spec.names() if name in self._outputs},
+            contracts=contracts,
+            drafts=dict(self._drafts),
+            checks=[e for e in self._trail.events if e.kind in SHOWN_CHECKS],
+            path=list(self._path),
+            stage=self._stage,
+            awaiting=self._desk.awaiting,
+            outcome=self._outcome,
+            reason=self._reason,
+        )
+
+    @workflow.query
     def audit(self) -> list[AuditEvent]:
         """Every audit event so far, in order."""
         return list(self._trail.events)
@@ -354,8 +392,14 @@ class GovernedProcess:
     def _forget(self, item: StepSpec | GroupSpec) -> None:
         """Drop what a flow item produced, before it runs again."""
         for name in item_names(item):
-            self._outputs.pop(name, None)
+            self._retire(name)
             self._skipped.discard(name)
+
+    def _retire(self, name: str) -> None:
+        """Set a handoff aside as an earlier draft (the last few are kept, for ``show``)."""
+        old = self._outputs.pop(name, None)
+        if old is not None:
+            self._drafts[name] = [*self._drafts.get(name, []), old][-KEPT_DRAFTS:]
 
     def _routed(self, index: int, item: StepSpec | GroupSpec) -> bool | FlowFailure:
         """Whether the item's ``when`` lets it run; a skipped item is audited and reads as null."""
@@ -429,7 +473,7 @@ class GovernedProcess:
         at = self._spec.step_index(target)
         for stale in self._spec.flow[at : i + 1]:
             for name in item_names(stale):
-                self._outputs.pop(name, None)
+                self._retire(name)
         self._rounds[target] = rounds
         feedback[target] = findings
         self._trail.add(
@@ -778,6 +822,7 @@ class GovernedProcess:
             overruled_by=self._overruled_by,
             skipped=sorted(self._skipped),
             signing_required=self._signing_required,
+            drafts=self._drafts,
         )
         workflow.continue_as_new(self._start.model_copy(update={"resume": resume}))
 
