@@ -65,9 +65,16 @@ class Visibility:
     def show(self, stage: str, awaiting: Awaiting | None, outcome: str | None) -> None:
         """Update the UI's current details and, when indexed, the search attributes."""
         details = f"**{self._spec.process}** · {stage}"
+        if self.summary or self.amount is not None:
+            amount = "" if self.amount is None else f"amount **{self.amount:g}**"
+            details += "\n\n" + " · ".join(part for part in (self.summary, amount) if part)
         if awaiting is not None:
             until = f"until {awaiting.deadline.isoformat()}" if awaiting.deadline else "(held)"
             details += f"\n\nwaiting for **{awaiting.role}** {until}: {awaiting.purpose}"
+            approved = ", ".join(awaiting.approved_by) or "nobody yet"
+            details += f"\n\napproved {len(awaiting.approved_by)} of {awaiting.approvers_needed} ({approved})"
+            if awaiting.proposal:
+                details += f" · proposal `{awaiting.proposal[:12]}` (`baton show {self._case_id}`)"
         workflow.set_current_details(details)
         if not self._index:
             return
