@@ -156,3 +156,19 @@ async def test_show_prints_the_draft_its_revisions_the_checks_and_the_digest(on_
     assert data["handoffs"]["drafter"]["amount"] == 90.0
     assert data["drafts"]["drafter"][0]["amount"] == 120.0
     assert data["awaiting"]["proposal"] == second.awaiting.proposal
+
+
+async def test_a_case_stopped_at_its_first_handoff_says_why_in_the_inbox(on_dev: Running) -> None:
+    baton = on_dev.baton
+    async with on_dev.worker():
+        # CUS-001 does not own ORD-1002: intake's handoff never passes, the case escalates
+        case_id = await baton.start_case("refund-request", refund("ORD-1002", "CUS-001", 249.0))
+        await wait_for_approval(baton, case_id)
+        for _ in range(50):  # the inbox reads visibility, which follows the case shortly
+            waiting = [c for c in await baton.pending() if c.case_id == case_id]
+            if waiting and waiting[0].summary:
+                break
+            await asyncio.sleep(0.2)
+        await baton.reject(case_id, approver="dana", reason="not their order")
+    assert waiting[0].role == "support-manager"
+    assert waiting[0].summary.startswith("handoff from intake failed its checks")

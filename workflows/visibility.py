@@ -97,8 +97,12 @@ class Visibility:
                 updates.append(key.value_unset() if value is None else key.value_set(value))
         self._indexed = wanted
         workflow.upsert_search_attributes(updates)
-        if self.summary and awaiting is not None:
-            workflow.upsert_memo({"summary": self.summary})
+        # A case stopped before the inbox summary can be computed (its first handoff failed)
+        # shows why it waits instead of a blank line; only cases bound to a proposal digest
+        # do, so cases asked before that change replay with the memo they had.
+        fallback = awaiting.purpose[:200] if awaiting is not None and awaiting.proposal else ""
+        if (self.summary or fallback) and awaiting is not None:
+            workflow.upsert_memo({"summary": self.summary or fallback})
 
     def notify(self, event: NotifyEvent, awaiting: Awaiting, decided: str | None) -> None:
         """Post to the role's webhooks in the background; failures are audited, not raised."""
