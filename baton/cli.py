@@ -268,6 +268,7 @@ def format_pending(c: PendingCase) -> str:
     return (
         f"{printable(c.case_id)}  {printable(c.role):<16} age {_age(c.age_seconds):>6}  {amount}  "
         f"due {deadline}  {printable(c.summary)}"
+        + (f"  [proposal {printable(c.proposal[:12])}]" if c.proposal else "")
     )
 
 

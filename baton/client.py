@@ -81,6 +81,8 @@ class PendingCase:
     deadline: datetime | None
     amount: float | None
     summary: str
+    proposal: str = ""
+    """The digest of the proposal a decision must name (``--proposal``), when the case holds one."""
 
     @property
     def age_seconds(self) -> float:
@@ -430,6 +432,7 @@ class BatonClient:
                     deadline=attrs.get(search.DEADLINE),
                     amount=attrs.get(search.AMOUNT),
                     summary=await _summary(wf),
+                    proposal=await _summary(wf, "proposal"),
                 )
             )
         return sorted(found, key=lambda p: p.started)
@@ -470,15 +473,15 @@ class BatonClient:
             raise _encrypted(case_id)
 
 
-async def _summary(wf: WorkflowExecution) -> str:
-    """The inbox summary from the memo, or a note saying why it cannot be read here.
+async def _summary(wf: WorkflowExecution, field: str = "summary") -> str:
+    """The inbox summary (or another memo ``field``) from the memo, or why it cannot be read here.
 
     One encrypted case must not break the whole inbox for a client without its keys:
     the rest of the line (ids, role, deadline, amount) comes from search attributes,
     which are never encrypted.
     """
     try:
-        raw = await wf.memo_value("summary", None, type_hint=RawValue)
+        raw = await wf.memo_value(field, None, type_hint=RawValue)
     except CodecKeyError as exc:
         return f"(encrypted: {_key_problem(exc)})"
     if raw is None:

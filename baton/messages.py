@@ -348,6 +348,7 @@ class Notification(BaseModel):
     summary: str = ""
     amount: float | None = None
     decided: str | None = None
+    proposal: str | None = Field(default=None, description="The digest a decision must name.")
     idempotency_key: str
 
 

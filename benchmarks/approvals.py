@@ -10,17 +10,29 @@ for a support lead. Then:
   - approve-to-resume for a sample, one at a time: the ``decide`` update returning
     (the workflow has run the handler and resumed), and approve → case closed
     (the refund written). More cases than the worker's workflow cache (1,000 by
-    default) are parked, so some approvals first replay their case from history.
+    default) are parked, so some cases are first replayed from history: by the
+    status read that fetches the proposal digest the approval names (timed apart,
+    before the approval, as a person reads ``baton show`` before deciding);
+  - the history of each approved case once closed: events, markers, bytes.
 
-Run: ``.venv/bin/python benchmarks/approvals.py [--cases 2000] [--sample 200]``
+With ``--signed`` (#14) the same cases run twice over, on two workers and task queues
+with their own homes and orders: one with signing off and an unsigned client, one
+requiring signed decisions (``BATON_REQUIRE_SIGNED_DECISIONS=1``) with a client holding
+the key, which signs each submission and decision. Cases are parked batch by batch in
+turn and approved interleaved (alternating which variant goes first), so both see the
+same machine at the same time.
+
+Run: ``.venv/bin/python benchmarks/approvals.py [--cases 2000] [--sample 200] [--signed]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import dataclasses
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -34,17 +46,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "refun
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from refunds.db import RefundsDB
+from temporalio.api.enums.v1 import EventType
 
 from baton import search
 from baton.app import App
-from baton.client import BatonClient
+from baton.client import BatonClient, DecisionRefusedError
 from baton.connection import connect
 from baton.devserver import DevServer, port_open
 from baton.settings import Settings
+from baton.signing import KEYS_VARIABLE, REQUIRE_VARIABLE
 
 PORT = 7391
 
 ROOT = Path(__file__).resolve().parents[1]
+
+SIGNING_VARIABLES = (KEYS_VARIABLE, f"{KEYS_VARIABLE}_FILE", REQUIRE_VARIABLE)
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -70,90 +86,208 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main(cases: int, sample: int, port: int = PORT) -> None:
+def spread(values: list[float]) -> str:
+    return f"p50 {percentile(values, 0.5):.0f} ms, p99 {percentile(values, 0.99):.0f} ms, max {max(values):.0f} ms"
+
+
+@dataclasses.dataclass
+class Variant:
+    """One worker subprocess, its task queue, home and orders, and the client that steers it."""
+
+    name: str
+    keys: str | None
+    """``BATON_DECISION_KEYS`` for the worker (which then requires signing) and the client."""
+    home: Path
+    settings: Settings
+    orders: list[str]
+    worker: subprocess.Popen[bytes] | None = None
+    client: BatonClient | None = None
+    ids: list[str] = dataclasses.field(default_factory=list)
+    status: list[float] = dataclasses.field(default_factory=list)
+    accepted: list[float] = dataclasses.field(default_factory=list)
+    closed: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def baton(self) -> BatonClient:
+        assert self.client is not None
+        return self.client
+
+    def worker_env(self, server: DevServer, app: App) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in SIGNING_VARIABLES}
+        env |= {"TEMPORAL_ADDRESS": server.address, "BATON_TASK_QUEUE": self.settings.task_queue,
+                "BATON_HOME": str(self.home), "BATON_APP": str(app.root), "REFUNDS_DB": str(self.home / "r.db")}  # fmt: skip
+        if self.keys is not None:
+            env |= {KEYS_VARIABLE: self.keys, REQUIRE_VARIABLE: "1"}
+        return env
+
+    def hold_keys(self, client: BatonClient) -> BatonClient:
+        """``client`` with this variant's signing key read (and cached) now; os.environ is left as it was."""
+        saved = {name: os.environ.pop(name, None) for name in SIGNING_VARIABLES}
+        try:
+            if self.keys is not None:
+                os.environ[KEYS_VARIABLE] = self.keys
+            assert (client.signing_keys is None) == (self.keys is None), self.name
+        finally:
+            for name, value in saved.items():
+                os.environ.pop(name, None)
+                if value is not None:
+                    os.environ[name] = value
+        return client
+
+    def rss(self) -> tuple[float, float]:
+        assert self.worker is not None
+        return rss_mb(self.worker.pid)
+
+
+def make_variants(base: Path, app: App, cases: int, signed: bool) -> list[Variant]:
+    """Signing off, and (``signed``) signing required with a fresh key, on the same orders."""
+    key = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    variants = []
+    for name, keys in [("signing off", None), ("signing required", key)][: 2 if signed else 1]:
+        home = base / name.replace(" ", "-")
+        home.mkdir()
+        settings = dataclasses.replace(Settings.for_app(app), home=home, task_queue=f"bench-{uuid.uuid4()}")
+        variants.append(Variant(name, keys, home, settings, seed_orders(RefundsDB(home / "r.db"), cases)))
+    return variants
+
+
+async def approve_one(variant: Variant, case_id: str) -> None:
+    """Read the proposal (timed apart), then approve it and wait for the case to close."""
+    client = variant.baton
+    t0 = time.perf_counter()
+    awaiting = (await client.status(case_id)).awaiting
+    t1 = time.perf_counter()
+    assert awaiting is not None and awaiting.proposal, case_id
+    receipt = await client.approve(case_id, approver="alice", proposal=awaiting.proposal)
+    t2 = time.perf_counter()
+    result = await client.result(case_id)
+    t3 = time.perf_counter()
+    assert receipt is not None and result.outcome.value == "actioned", result.reason
+    signed_by = {e.data.get("signed_by") for e in result.audit} - {None}
+    assert signed_by == ({"k1"} if variant.keys else set()), (variant.name, signed_by)
+    variant.status.append((t1 - t0) * 1000)
+    variant.accepted.append((t2 - t1) * 1000)
+    variant.closed.append((t3 - t1) * 1000)
+
+
+async def refuses_unsigned(signed: Variant, unsigned: BatonClient) -> None:
+    """The signed variant's worker does verify: an unsigned decision is refused."""
+    case_id = signed.ids[-1]
+    awaiting = (await unsigned.status(case_id)).awaiting
+    assert awaiting is not None
+    try:
+        await unsigned.approve(case_id, approver="mallory", proposal=awaiting.proposal)
+    except DecisionRefusedError as exc:
+        assert "unsigned decision" in str(exc), exc
+    else:
+        raise AssertionError("an unsigned decision was accepted with signing required")
+
+
+async def history_row(variant: Variant, case_ids: list[str]) -> str:
+    """Events (and markers: local activities) and bytes of each closed case's history."""
+    counts, markers, sizes = [], [], []
+    for case_id in case_ids:
+        events = (await variant.baton.temporal.get_workflow_handle(case_id).fetch_history()).events
+        counts.append(len(events))
+        markers.append(sum(e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED for e in events))
+        sizes.append(sum(e.ByteSize() for e in events))
+    return (f"history per closed case [{variant.name}] (n={len(case_ids)}): {min(counts)}–{max(counts)} events "
+            f"({min(markers)}–{max(markers)} markers), {statistics.mean(sizes):.0f} bytes mean")  # fmt: skip
+
+
+async def main(cases: int, sample: int, port: int = PORT, signed: bool = False) -> None:
     if port_open("127.0.0.1", port) or port_open("127.0.0.1", port + 1000):
         raise SystemExit(f"port {port} or its UI port {port + 1000} is busy")
-    home = Path(tempfile.mkdtemp(prefix="baton-bench-"))
+    base = Path(tempfile.mkdtemp(prefix="baton-bench-"))
     app = App.load(ROOT / "examples" / "refunds")
-    settings = dataclasses.replace(Settings.for_app(app), home=home, task_queue=f"bench-{uuid.uuid4()}")
-    orders = seed_orders(RefundsDB(home / "r.db"), cases)
-    server = DevServer(home / "temporal.db", port=port, ui_port=port + 1000,
+    variants = make_variants(base, app, cases, signed)
+    server = DevServer(base / "temporal.db", port=port, ui_port=port + 1000,
                        search_attributes=search.TYPE_NAMES_BY_NAME)  # fmt: skip
     await server.start()
-    env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "BATON_TASK_QUEUE": settings.task_queue,
-           "BATON_HOME": str(home), "BATON_APP": str(app.root), "REFUNDS_DB": str(home / "r.db")}  # fmt: skip
-    worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "baton"), "worker"], env=env, stderr=subprocess.DEVNULL
-    )
+    for v in variants:
+        v.worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "baton"), "worker"],
+            env=v.worker_env(server, app), stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+    total = cases * len(variants)
     try:
-        client = BatonClient(await connect(address=server.address), task_queue=settings.task_queue,
-                             settings=settings, app=app)  # fmt: skip
-        spec = client.load("refund-request")
+        temporal = await connect(address=server.address)
+        for v in variants:
+            v.client = v.hold_keys(BatonClient(temporal, task_queue=v.settings.task_queue, settings=v.settings,
+                                               app=app))  # fmt: skip
+        spec = variants[0].baton.load("refund-request")
         started = time.perf_counter()
-        ids: list[str] = []
         for batch in range(0, cases, 100):
-            ids += await asyncio.gather(
-                *(
-                    client.start_case(
-                        spec,
-                        {
-                            "order_id": o,
-                            "customer_id": "CUS-001",
-                            "requested_amount": 100 + (batch + i) % 300,
-                            "reason": "defective",
-                        },
-                        submitted_by="bench",
+            for v in variants:
+                v.ids += await asyncio.gather(
+                    *(
+                        v.baton.start_case(
+                            spec,
+                            {
+                                "order_id": o,
+                                "customer_id": "CUS-001",
+                                "requested_amount": 100 + (batch + i) % 300,
+                                "reason": "defective",
+                            },
+                            submitted_by="bench",
+                        )
+                        for i, o in enumerate(v.orders[batch : batch + 100])
                     )
-                    for i, o in enumerate(orders[batch : batch + 100])
                 )
-            )
         query = f"{search.STAGE.name} = '{search.AWAITING}' AND {search.AWAITING_ROLE.name} = 'support-lead'"
-        while (await client.temporal.count_workflows(query)).count < cases:
+        while (await temporal.count_workflows(query)).count < total:
             await asyncio.sleep(1)
         parked = time.perf_counter() - started
-        await asyncio.sleep(5)  # let the worker settle (notifications, cache)
-        rss, peak = rss_mb(worker.pid)
+        await asyncio.sleep(5)  # let the workers settle (notifications, cache)
+        rss = [v.rss() for v in variants]
 
         listing = []
         for _ in range(3):
             t0 = time.perf_counter()
-            found = await client.pending(role="support-lead", limit=cases + 10)
+            found = await variants[0].baton.pending(role="support-lead", limit=total + 10)
             listing.append(time.perf_counter() - t0)
-        assert len(found) == cases, len(found)
+        assert len(found) == total, len(found)
 
-        accepted, closed = [], []
-        for case_id in ids[:: max(1, cases // sample)][:sample]:
-            t0 = time.perf_counter()
-            receipt = await client.approve(case_id, approver="alice")
-            t1 = time.perf_counter()
-            result = await client.result(case_id)
-            t2 = time.perf_counter()
-            assert receipt is not None and result.outcome.value == "actioned", result.reason
-            accepted.append((t1 - t0) * 1000)
-            closed.append((t2 - t0) * 1000)
-        rss_after, peak_after = rss_mb(worker.pid)
+        if signed:
+            await refuses_unsigned(variants[1], variants[0].baton)
+        chosen = list(range(cases))[:: max(1, cases // sample)][:sample]
+        for turn, n in enumerate(chosen):
+            for v in variants if turn % 2 == 0 else variants[::-1]:
+                await approve_one(v, v.ids[n])
+        rss_after = [v.rss() for v in variants]
+        histories = [await history_row(v, [v.ids[n] for n in chosen]) for v in variants]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        for v in variants:
+            if v.worker is not None:
+                v.worker.send_signal(signal.SIGTERM)
+                v.worker.wait(timeout=60)
         server.stop()
 
-    print(f"cases parked: {cases} in {parked:.1f}s ({cases / parked:.1f} cases/s)")
-    print(f"worker RSS with all parked: {rss:.0f} MB (peak {peak:.0f} MB); after approvals: "
-          f"{rss_after:.0f} MB (peak {peak_after:.0f} MB)")  # fmt: skip
-    print(f"pending --role support-lead ({cases} rows): median {statistics.median(listing):.2f}s "
+    each = f" ({len(variants)} variants × {cases})" if signed else ""
+    print(f"cases parked: {total}{each} in {parked:.1f}s ({total / parked:.1f} cases/s)")
+    for v, (now, peak), (after, peak_after) in zip(variants, rss, rss_after, strict=True):
+        print(f"worker RSS [{v.name}] with {cases} parked: {now:.0f} MB (peak {peak:.0f} MB); after approvals: "
+              f"{after:.0f} MB (peak {peak_after:.0f} MB)")  # fmt: skip
+    print(f"pending --role support-lead ({total} rows): median {statistics.median(listing):.2f}s "
           f"(runs: {', '.join(f'{t:.2f}' for t in listing)})")  # fmt: skip
-    print(f"approve → update accepted (n={len(accepted)}): p50 {percentile(accepted, 0.5):.0f} ms, "
-          f"p99 {percentile(accepted, 0.99):.0f} ms, max {max(accepted):.0f} ms")  # fmt: skip
-    print(f"approve → case closed, refund written: p50 {percentile(closed, 0.5):.0f} ms, "
-          f"p99 {percentile(closed, 0.99):.0f} ms")  # fmt: skip
+    for v in variants:
+        print(f"status read, the proposal [{v.name}] (n={len(v.status)}): {spread(v.status)}")
+        print(f"approve → update accepted [{v.name}] (n={len(v.accepted)}): {spread(v.accepted)}")
+        print(f"approve → case closed, refund written [{v.name}]: {spread(v.closed)}")
+    for row in histories:
+        print(row)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--cases", type=int, default=2000)
-    parser.add_argument("--sample", type=int, default=200)
+    parser.add_argument("--cases", type=int, default=2000, help="cases parked (per variant)")
+    parser.add_argument("--sample", type=int, default=200, help="cases approved (per variant)")
     parser.add_argument("--port", type=int, default=PORT, help="dev server port (its UI: port + 1000)")
+    parser.add_argument(
+        "--signed", action="store_true",
+        help="also a worker requiring signed decisions, with a signing client: both reported",
+    )  # fmt: skip
     options = parser.parse_args()
-    asyncio.run(main(options.cases, options.sample, options.port))
+    asyncio.run(main(options.cases, options.sample, options.port, options.signed))

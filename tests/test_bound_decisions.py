@@ -172,3 +172,4 @@ async def test_a_case_stopped_at_its_first_handoff_says_why_in_the_inbox(on_dev:
         await baton.reject(case_id, approver="dana", reason="not their order")
     assert waiting[0].role == "support-manager"
     assert waiting[0].summary.startswith("handoff from intake failed its checks")
+    assert len(waiting[0].proposal) == 64  # the inbox names the digest a decision must carry

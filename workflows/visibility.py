@@ -102,7 +102,10 @@ class Visibility:
         # do, so cases asked before that change replay with the memo they had.
         fallback = awaiting.purpose[:200] if awaiting is not None and awaiting.proposal else ""
         if (self.summary or fallback) and awaiting is not None:
-            workflow.upsert_memo({"summary": self.summary or fallback})
+            memo: dict[str, Any] = {"summary": self.summary or fallback}
+            if awaiting.proposal:
+                memo["proposal"] = awaiting.proposal  # the inbox prints what a decision must name
+            workflow.upsert_memo(memo)
 
     def notify(self, event: NotifyEvent, awaiting: Awaiting, decided: str | None) -> None:
         """Post to the role's webhooks in the background; failures are audited, not raised."""
@@ -118,6 +121,7 @@ class Visibility:
             summary=self.summary,
             amount=self.amount,
             decided=decided,
+            proposal=awaiting.proposal,
             idempotency_key=f"{workflow.info().workflow_id}/{event}/{awaiting.ladder}/{awaiting.rung}/"
             f"{len(self._trail.events)}",
         )
