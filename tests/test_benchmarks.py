@@ -69,10 +69,14 @@ def test_overhead_compares_both_shapes() -> None:
     assert "local: latency ×" in out
 
 
-def test_approvals_parks_and_approves() -> None:
-    out = run("approvals.py", "--cases", "6", "--sample", "3", "--port", str(free_port()))
-    assert "cases parked: 6" in out
-    assert "approve → case closed, refund written" in out
+def test_approvals_parks_and_approves_with_signing_off_and_required() -> None:
+    out = run("approvals.py", "--cases", "6", "--sample", "3", "--signed", "--port", str(free_port()))
+    assert "cases parked: 12 (2 variants × 6)" in out
+    for variant in ("signing off", "signing required"):
+        assert f"worker RSS [{variant}] with 6 parked" in out, variant
+        assert f"approve → update accepted [{variant}] (n=3)" in out, variant
+        assert f"approve → case closed, refund written [{variant}]" in out, variant
+        assert f"history per closed case [{variant}] (n=3)" in out, variant
 
 
 def test_parallel_reviewers_reads_every_variant() -> None:

@@ -114,3 +114,28 @@ async def test_failure_messages_are_encrypted_too(encrypted: Running) -> None:
     history = await encrypted.client.get_workflow_handle(failed.case_id).fetch_history()
     assert "would exceed" not in history.to_json()  # ...but not in the stored history
     assert "Encoded failure" in history.to_json()  # the failure converter encodes message and trace
+
+
+async def test_the_temporal_cli_decides_on_an_encrypted_case_through_the_codec_server(
+    encrypted: Running,
+) -> None:
+    from tests.test_bound_decisions import temporal_cli
+
+    codec = load_codec(keys_env(("k1", KEY_1)))  # the workers' keys: what the CLI sends, they can open
+    assert codec is not None
+    async with serving_codec(codec, token=TOKEN, origin=ORIGIN) as codec_server, encrypted.worker():
+        case_id = await encrypted.baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+        waiting = await wait_for_approval(encrypted.baton, case_id)
+        assert waiting.awaiting is not None
+        assert waiting.awaiting.proposal is not None
+        decision = f'{{"verdict": "approve", "approver": "alice", "proposal": "{waiting.awaiting.proposal}"}}'
+        code, out = await temporal_cli(
+            encrypted, "workflow", "update", "execute", "--workflow-id", case_id, "--name", "decide",
+            "--input", decision, "--codec-endpoint", codec_server, "--codec-auth", f"Bearer {TOKEN}",
+        )  # fmt: skip
+        assert code == 0, out
+        assert "approved by alice" in out  # the receipt, decrypted for the CLI by the codec server
+        result = await encrypted.baton.result(case_id)
+    assert result.outcome == Outcome.ACTIONED
+    history = await encrypted.client.get_workflow_handle(case_id).fetch_history()
+    assert '"approver": "alice"' not in history.to_json()  # the decision went in encrypted
