@@ -77,6 +77,7 @@ def test_approvals_parks_and_approves_with_signing_off_and_required() -> None:
         assert f"approve → update accepted [{variant}] (n=3)" in out, variant
         assert f"approve → case closed, refund written [{variant}]" in out, variant
         assert f"history per closed case [{variant}] (n=3)" in out, variant
+        assert f"update's workflow task, scheduled → accepted [{variant}]" in out, variant
 
 
 def test_parallel_reviewers_reads_every_variant() -> None:
