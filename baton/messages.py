@@ -42,6 +42,7 @@ class Resume(BaseModel):
     skipped: list[str] = Field(default_factory=list)
     signing_required: bool = False
     drafts: dict[str, list[JsonDict]] = Field(default_factory=dict)
+    decision_ids: list[str] = Field(default_factory=list)
 
 
 class CaseStart(BaseModel):

@@ -109,16 +109,16 @@ class DecisionKeys:
         mac = hmac.new(self._keys[self.current], message, hashlib.sha256).hexdigest()
         return Signature(key_id=self.current, mac=mac)
 
-    def problem(self, message: bytes, signature: Signature | None) -> str | None:
-        """Why ``signature`` does not prove ``message``, or None when it does."""
+    def problem(self, message: bytes, signature: Signature | None, *, what: str = "decision") -> str | None:
+        """Why ``signature`` does not prove ``message`` (a ``what``), or None when it does."""
         if signature is None:
-            return "unsigned decision: this deployment accepts only decisions signed by a trusted sender"
+            return f"unsigned {what}: this deployment accepts only {what}s signed by a trusted sender"
         key = self._keys.get(signature.key_id)
         if key is None:
             return f"signed with key {signature.key_id!r}, which the workers do not trust (rotated out?)"
         expected = hmac.new(key, message, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature.mac):
-            return "bad signature: the decision is not what its sender signed"
+            return f"bad signature: the {what} is not what its sender signed"
         return None
 
 
@@ -158,10 +158,15 @@ class SigningPolicy:
         return cls(required=required, keys=keys)
 
     def decision_problem(self, case_id: str, verdict: str, decision: Any) -> str | None:
-        """Why a decision's signature is not acceptable (None when signing is not required)."""
-        if not self.required:
-            return None
-        assert self.keys is not None, "from_env refuses a requirement without keys"
+        """Why a decision on a case that requires signing is not proven signed, or None.
+
+        Called only for cases that recorded that signing is required, so a worker whose own
+        setting has since changed still verifies them, and one without keys refuses them.
+        """
+        if self.keys is None:
+            return (
+                f"unsigned decisions are refused here and this worker has no {KEYS_VARIABLE} to verify with"
+            )
         if decision.signature is not None and decision.decision_id is None:
             return "a signed decision needs a decision_id"
         message = decision_message(

@@ -101,3 +101,22 @@ def test_dev_keys_are_created_once_private_and_read_by_clients(tmp_path: object)
     assert again is not None
     assert again.current == first.current
     assert first.problem(b"m", first.sign(b"m")) is None
+
+
+async def test_a_case_that_requires_signing_keeps_requiring_it_whatever_the_worker_now_says(
+    on_dev: Running, required: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with on_dev.worker():
+        monkeypatch.setenv("BATON_DECISION_KEYS", ring(k2=K2))
+        case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+        await wait_for_approval(on_dev.baton, case_id)
+        monkeypatch.delenv("BATON_DECISION_KEYS")
+        signing.install(SigningPolicy())  # a worker rolled out without the setting, or without keys
+        with pytest.raises(DecisionRefusedError, match="this worker has no BATON_DECISION_KEYS"):
+            await on_dev.baton.approve(case_id, approver="alice")
+        signing.install(SigningPolicy(keys=DecisionKeys({"k2": K2}, "k2")))  # keys, but not "required"
+        with pytest.raises(DecisionRefusedError, match="unsigned decision"):
+            await on_dev.baton.approve(case_id, approver="alice")
+        monkeypatch.setenv("BATON_DECISION_KEYS", ring(k2=K2))
+        await on_dev.baton.approve(case_id, approver="alice")
+        assert (await on_dev.baton.result(case_id)).outcome == Outcome.ACTIONED

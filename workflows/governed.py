@@ -161,6 +161,7 @@ class GovernedProcess:
         self._handoffs.usage = resume.usage
         self._desk.records = list(resume.approvals)
         self._desk.refused = resume.refusals
+        self._desk.seen_ids = resume.decision_ids
         self._overruled_by = resume.overruled_by
         self._skipped = set(resume.skipped)
         self._budget_waived = resume.budget_waived
@@ -823,6 +824,7 @@ class GovernedProcess:
             skipped=sorted(self._skipped),
             signing_required=self._signing_required,
             drafts=self._drafts,
+            decision_ids=self._desk.seen_ids,
         )
         workflow.continue_as_new(self._start.model_copy(update={"resume": resume}))
 

@@ -60,6 +60,9 @@ DIGEST_PATCH = "decision-digest-v1"
 it, and one on a proposal that changed since is refused. Cases asked before replay unbound."""
 STALE = "the draft changed since you looked: review it again"
 
+KEPT_IDS = 500
+"""Decision ids remembered across continue-as-new, so a decision cannot be applied twice."""
+
 ITEMISED_REFUSALS = 25
 """Refusals itemised in the audit trail per case; later ones are counted only."""
 
@@ -104,13 +107,22 @@ class ApprovalDesk:
         self._rung: Rung | None = None
         self._verdict: Verdict | None = None
         self._rung_records: list[ApprovalRecord] = []
-        self._seen_ids: set[str] = set()
+        self._seen_ids: dict[str, None] = {}  # ordered: the newest KEPT_IDS carry over
         self._asked_before = False
         self._proposal: str | None = None
         self.awaiting: Awaiting | None = None
         self.records: list[ApprovalRecord] = []
         self.refused = 0
         """Decisions refused so far in this case (carried across continue-as-new)."""
+
+    @property
+    def seen_ids(self) -> list[str]:
+        """The newest decision ids applied, for the next run (continue-as-new)."""
+        return list(self._seen_ids)[-KEPT_IDS:]
+
+    @seen_ids.setter
+    def seen_ids(self, ids: list[str]) -> None:
+        self._seen_ids = dict.fromkeys(ids)
 
     async def climb(self, ladder: str, purpose: str, proposal: str | None = None) -> LadderResult:
         """Ask each rung in turn until it decides; then hold or time out per the spec.
@@ -249,6 +261,8 @@ class ApprovalDesk:
             return "case is not awaiting approval yet"
         if self._verdict is not None:
             return "already decided"
+        if decision.decision_id is not None and decision.decision_id in self._seen_ids:
+            return "this decision (its decision_id) was already applied to this case"
         if approver == canonical_or_none(self._submitted_by):
             return f"separation of duties: {approver} submitted this case"
         if approver not in self._members:
@@ -275,7 +289,7 @@ class ApprovalDesk:
         assert self.awaiting is not None
         assert self._rung is not None
         if decision.decision_id is not None:
-            self._seen_ids.add(decision.decision_id)
+            self._seen_ids[decision.decision_id] = None
         approver = canonical_or_none(decision.approver)
         assert approver is not None, "refusal() refuses a name with no canonical form"
         decision = decision.model_copy(update={"approver": approver})
