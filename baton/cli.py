@@ -216,8 +216,7 @@ async def cmd_decide(args: argparse.Namespace) -> int:
     comment = {"approve": "comment", "reject": "reason", "request_changes": "feedback"}[verdict]
     proposal = args.proposal
     if proposal is None:
-        awaiting = (await client.status(args.case_id)).awaiting
-        proposal = awaiting.proposal if awaiting is not None else None
+        proposal = await client.current_proposal(args.case_id)
         if proposal is not None:
             print(
                 f"no --proposal given: deciding on the proposal as it is now ({proposal[:12]}); "

@@ -287,6 +287,24 @@ class BatonClient:
         status: CaseStatus = await self._query(case_id, "status", CaseStatus)
         return status
 
+    async def current_proposal(self, case_id: str) -> str | None:
+        """The digest of the proposal the case waits on, or None.
+
+        Read from the memo where the namespace has Baton's search attributes (no worker
+        needed, so a signal can be sent while workers are down), else from the case itself.
+        """
+        try:
+            description = await self.handle(case_id).describe()
+            found = await description.memo_value("proposal", None)
+        except RPCError as exc:
+            raise _not_found(case_id, exc) from None
+        except CodecKeyError as exc:
+            raise _wrong_key(case_id, exc) from None
+        if isinstance(found, str):
+            return found
+        awaiting = (await self.status(case_id)).awaiting
+        return awaiting.proposal if awaiting is not None else None
+
     async def casefile(self, case_id: str) -> CaseFile:
         """What a person deciding on the case needs to see: the case, every checked handoff,
         earlier drafts, the checks and rules that led here, and what it waits for.
@@ -342,8 +360,7 @@ class BatonClient:
         try:
             await self._check_readable(case_id)
             if proposal is None:
-                awaiting = (await self.status(case_id)).awaiting
-                proposal = awaiting.proposal if awaiting is not None else None
+                proposal = await self.current_proposal(case_id)
             keys = self.signing_keys
             signature = (
                 keys.sign(decision_message(case_id, verdict, approver, comment, proposal, decision_id))

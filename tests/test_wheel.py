@@ -10,6 +10,7 @@ and `approve` work as its README says.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -71,7 +72,10 @@ def test_the_new_app_runs_from_the_cli_as_its_readme_says(installed: Path, proje
         wait_until_waiting(baton, project, env, case_id)
         refused = run([baton, "approve", case_id, "--as", "mia"], cwd=project, env=env, check=False)
         assert "refused: not authorised: mia lacks role approver" in refused
-        approved = run([baton, "approve", case_id, "--as", "alex", "--comment", "ok"], cwd=project, env=env)
+        shown = json.loads(run([baton, "show", case_id, "--json"], cwd=project, env=env))
+        digest = shown["awaiting"]["proposal"][:12]
+        approved = run([baton, "approve", case_id, "--as", "alex", "--proposal", digest, "--comment", "ok"],
+                       cwd=project, env=env)  # fmt: skip
         assert approved.strip() == f"{case_id}: approved by alex (approver)"
         bad = run([baton, "start", "invoices", "--case", "cases/bad.json"], cwd=project, env=env, check=False)
         assert "case input refused" in bad
