@@ -130,6 +130,15 @@ async def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_signing_key(args: argparse.Namespace) -> int:
+    from baton.signing import new_ed25519_pair
+
+    private, public = new_ed25519_pair(args.id)
+    print(f"# the sender (the approval gateway) only:\n{private}")
+    print(f"# every worker:\n{public}")
+    return 0
+
+
 async def cmd_show(args: argparse.Namespace) -> int:
     found = await (await _client(args)).casefile(args.case_id)
     print(_dump(found) if args.json else "\n".join(format_casefile(found)))
@@ -502,6 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("status", cmd_status, "show a case's stage, path and what it waits for")
     p.add_argument("case_id")
     p.add_argument("--json", action="store_true")
+    p = add("signing-key", cmd_signing_key, "print a new Ed25519 key pair for signed decisions")
+    p.add_argument("--id", default="k1", help="key id (rotate by adding a new id first)")
     p = add("show", cmd_show, "show what a decision on a case decides: the case, each handoff, the checks")
     p.add_argument("case_id")
     p.add_argument("--json", action="store_true")

@@ -223,7 +223,7 @@ class BatonClient:
         keys = self.signing_keys
         signature = (
             keys.sign(submission_message(case_id, submitted_by, digest(checked), snapshot.sha256))
-            if keys is not None
+            if keys is not None and keys.can_sign
             else None
         )
         start = CaseStart(
@@ -364,7 +364,7 @@ class BatonClient:
             keys = self.signing_keys
             signature = (
                 keys.sign(decision_message(case_id, verdict, approver, comment, proposal, decision_id))
-                if keys is not None
+                if keys is not None and keys.can_sign
                 else None
             )
             if signal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from baton import signing
 from baton.client import DecisionRefusedError
 from baton.messages import AuditKind, Outcome
 from baton.scenario import wait_for_approval
-from baton.signing import DecisionKeys, SigningPolicy, create_dev_keys
+from baton.signing import DecisionKeys, SigningPolicy, create_dev_keys, new_ed25519_pair
 from tests.conftest import Running, refund
 
 K1, K2 = b"k" * 32, b"q" * 32
@@ -88,10 +89,8 @@ async def test_an_unsigned_submission_closes_before_any_agent_runs(on_dev: Runni
     assert result.handoffs == {}
 
 
-def test_dev_keys_are_created_once_private_and_read_by_clients(tmp_path: object) -> None:
-    from pathlib import Path
-
-    home = Path(str(tmp_path))
+def test_dev_keys_are_created_once_private_and_read_by_clients(tmp_path: Path) -> None:
+    home = tmp_path
     path = create_dev_keys(home)
     assert path.stat().st_mode & 0o777 == 0o600
     first = DecisionKeys.from_env({}, home)
@@ -120,3 +119,30 @@ async def test_a_case_that_requires_signing_keeps_requiring_it_whatever_the_work
         monkeypatch.setenv("BATON_DECISION_KEYS", ring(k2=K2))
         await on_dev.baton.approve(case_id, approver="alice")
         assert (await on_dev.baton.result(case_id)).outcome == Outcome.ACTIONED
+
+
+async def test_ed25519_workers_verify_with_public_keys_they_cannot_sign_with(
+    on_dev: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private, public = (line.split("=", 1)[1] for line in new_ed25519_pair("g1"))
+    workers = DecisionKeys.from_env({"BATON_DECISION_PUBLIC_KEYS": public}, Path("/nonexistent"))
+    assert workers is not None
+    assert not workers.can_sign  # nothing a worker holds can forge an approval
+    signing.install(SigningPolicy(required=True, keys=workers))
+    try:
+        async with on_dev.worker():
+            monkeypatch.setenv("BATON_DECISION_SIGNING_KEY", private)  # the gateway's key
+            case_id = await on_dev.baton.start_case("refund-request", refund("ORD-1002", "CUS-002", 249.0))
+            await wait_for_approval(on_dev.baton, case_id)
+            monkeypatch.delenv("BATON_DECISION_SIGNING_KEY")
+            monkeypatch.setenv("BATON_DECISION_PUBLIC_KEYS", public)  # a client with only the public key
+            with pytest.raises(DecisionRefusedError, match="unsigned decision"):
+                await on_dev.baton.approve(case_id, approver="alice")
+            monkeypatch.setenv("BATON_DECISION_SIGNING_KEY", private)
+            await on_dev.baton.approve(case_id, approver="alice")
+            result = await on_dev.baton.result(case_id)
+    finally:
+        signing.install(SigningPolicy())
+    assert result.outcome == Outcome.ACTIONED
+    approved = next(e for e in result.audit if e.kind == AuditKind.APPROVED)
+    assert approved.data["signed_by"] == "g1"
