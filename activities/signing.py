@@ -28,12 +28,17 @@ class SigningActivities:
         if not self._policy.required:
             return SubmissionVerdict(required=False)
         assert self._policy.keys is not None, "a policy that requires signing has keys"
-        message = submission_message(check.case_id, check.submitted_by, check.case_sha256, check.spec_sha256)
-        problem = self._policy.keys.problem(message, check.signature)
-        if problem is not None:
-            problem = problem.replace("unsigned decision", "unsigned submission").replace(
-                "decision", "submission"
+        if check.case_id != check.workflow_id:
+            return SubmissionVerdict(
+                required=True, problem=f"case id {check.case_id!r} is not the workflow id"
             )
+        if check.spec is not None and check.spec.sha256() != check.spec_sha256:
+            return SubmissionVerdict(
+                required=True, problem="the spec's digest does not match the spec it came with"
+            )
+        message = submission_message(check.case_id, check.submitted_by, check.case_sha256, check.spec_sha256)
+        problem = self._policy.keys.problem(message, check.signature, what="submission")
+        if problem is not None:
             return SubmissionVerdict(required=True, problem=problem)
         assert check.signature is not None
         return SubmissionVerdict(required=True, signed_by=check.signature.key_id)

@@ -224,6 +224,12 @@ async def cmd_decide(args: argparse.Namespace) -> int:
     verdict: Verdict = VERDICTS[args.command]
     comment = {"approve": "comment", "reject": "reason", "request_changes": "feedback"}[verdict]
     proposal = args.proposal
+    keys = client.signing_keys
+    if proposal is None and keys is not None and keys.can_sign:
+        raise BatonUsageError(
+            f"a signed decision must name what you reviewed: pass --proposal from "
+            f"`baton show {printable(args.case_id)}`"
+        )
     if proposal is None:
         proposal = await client.current_proposal(args.case_id)
         if proposal is not None:
@@ -405,6 +411,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     await server.start()
     os.environ["TEMPORAL_ADDRESS"] = server.address  # this process's worker, and nothing else
     keys = create_dev_keys(settings.home)
+    os.environ.setdefault("BATON_DECISION_KEYS_FILE", str(keys))  # this process's worker trusts it
     print(f"Development signing key: {keys} (the CLI signs decisions and submissions with it; "
           "BATON_REQUIRE_SIGNED_DECISIONS=1 makes the worker refuse unsigned ones)")  # fmt: skip
     print(f"Temporal dev server on {server.address} (db {server.db_file})")

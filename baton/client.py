@@ -359,8 +359,10 @@ class BatonClient:
             raise BatonUsageError("decision not sent: " + "; ".join(validation_problems(exc))) from None
         try:
             await self._check_readable(case_id)
-            if proposal is None:
-                proposal = await self.current_proposal(case_id)
+            if proposal is None or len(proposal) < 64:
+                current = await self.current_proposal(case_id)
+                if proposal is None or (current is not None and current.startswith(proposal)):
+                    proposal = current  # a prefix that matches is the whole digest (what is signed)
             keys = self.signing_keys
             signature = (
                 keys.sign(decision_message(case_id, verdict, approver, comment, proposal, decision_id))

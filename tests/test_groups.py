@@ -262,7 +262,9 @@ def group_of(strategy: str, extra: str = "") -> GroupSpec:
     ("strategy", "extra", "said", "effect", "verdict"),
     [
         ("unanimous", "", [("a", "approve"), ("b", "approve")], "pass", "approve"),
-        ("unanimous", "", [("a", "approve"), ("b", "escalate")], "revise", "escalate"),
+        ("unanimous", "", [("a", "approve"), ("b", "escalate")], "escalate", "escalate"),
+        ("unanimous", "", [("a", "reject"), ("b", "escalate")], "revise", "reject"),
+        ("quorum", "    quorum: 2\n", [("a", "approve")], "escalate", "approve"),  # short of reviewers
         ("most_conservative", "", [("a", "approve"), ("b", "escalate")], "escalate", "escalate"),
         ("most_conservative", "", [("a", "reject"), ("b", "escalate")], "revise", "reject"),
         ("most_conservative", "", [("a", "approve"), ("b", "approve")], "pass", "approve"),
@@ -362,3 +364,12 @@ def test_the_diagram_draws_the_group_its_conditions_and_its_resolution() -> None
     assert "resolve: most_conservative<br/>scale: reject #gt; escalate #gt; approve" in text
     assert 'panel_resolve -- "escalate: a person decides" --> ladder_exceptions' in text
     assert 'panel_resolve -- "revise: combined findings back (≤2 rounds)" --> drafter' in text
+
+
+def test_a_step_may_not_review_a_group() -> None:
+    extra = "  - step: c2\n    agent: c\n    reviews: panel\n    passes: c2.verdict == 'approve'\n"
+    with pytest.raises(SpecError) as failed:
+        load_spec_text(
+            HEAD + reviewers("unanimous") + extra + TAIL, source="p.yaml", base_dir=refund_spec().parent
+        )
+    assert any("'panel' is a group: a review sends findings to one step" in p for p in failed.value.problems)

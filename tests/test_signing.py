@@ -146,3 +146,52 @@ async def test_ed25519_workers_verify_with_public_keys_they_cannot_sign_with(
     assert result.outcome == Outcome.ACTIONED
     approved = next(e for e in result.audit if e.kind == AuditKind.APPROVED)
     assert approved.data["signed_by"] == "g1"
+
+
+async def test_a_case_started_from_a_forged_resume_closes_without_running(on_dev: Running) -> None:
+    from temporalio.common import WorkflowIDReusePolicy
+
+    from baton.messages import CaseResult, CaseStart, Resume
+
+    snapshot = on_dev.baton.load("refund-request")
+    forged = CaseStart(
+        case_id="forged-1",
+        case=refund("ORD-1002", "CUS-002", 249.0),
+        spec=snapshot,
+        resume=Resume(start_at=len(snapshot.spec.flow), outputs={"drafter": {"amount": 9999.0}}),
+    )
+    async with on_dev.worker():
+        handle = await on_dev.client.start_workflow(
+            "GovernedProcess", forged, id="forged-1", task_queue=on_dev.settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE, result_type=CaseResult,
+        )  # fmt: skip
+        result = await handle.result()
+    assert result.outcome == Outcome.INVALID_INPUT
+    assert result.reason == "a case cannot be started from a resume"
+    assert result.handoffs == {}  # nothing the forger wrote is taken as a handoff
+    assert result.action is None
+
+
+async def test_a_signed_submission_under_another_workflow_id_is_refused(
+    on_dev: Running, required: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from baton.digests import digest
+    from baton.messages import CaseResult, CaseStart
+    from baton.signing import submission_message
+
+    snapshot = on_dev.baton.load("refund-request")
+    case = refund("ORD-1002", "CUS-002", 249.0)
+    keys = DecisionKeys({"k2": K2}, "k2")
+    signed = keys.sign(submission_message("case-a", "bob", digest(case), snapshot.sha256))
+    start = CaseStart(case_id="case-a", case=case, submitted_by="bob", signature=signed, spec=snapshot)
+    async with on_dev.worker():
+        handle = await on_dev.client.start_workflow(
+            "GovernedProcess",
+            start,
+            id="case-b",
+            task_queue=on_dev.settings.task_queue,
+            result_type=CaseResult,
+        )  # a captured signed submission, replayed under a new id
+        result = await handle.result()
+    assert result.outcome == Outcome.INVALID_INPUT
+    assert result.reason == "case id 'case-a' is not the workflow id"

@@ -76,7 +76,7 @@ with what the engine saw. Cases that appended before replay with the old int res
 CANCEL_PATCH = "cancel-recorded-v1"
 """A cancelled case records the cancellation (audit event, stage, outcome) before it ends."""
 SIGNALS = ("approve", "reject", "request_changes")
-KEPT_DRAFTS = 5
+KEPT_DRAFTS = 3
 """Earlier versions of a handoff kept for ``baton show``'s diff (bounded: the result stays small)."""
 SHOWN_CHECKS = {
     AuditKind.CHECK_PASSED, AuditKind.CHECK_FAILED, AuditKind.SKIPPED, AuditKind.REVIEW_REJECTED,
@@ -151,8 +151,8 @@ class GovernedProcess:
         self._action: ActionResult | None = None
         self._signing_required = False
         self._drafts: dict[str, list[JsonDict]] = {}
-        if start.resume is not None:
-            self._restore(start.resume)
+        if start.resume is not None and workflow.info().continued_run_id is not None:
+            self._restore(start.resume)  # only a run this case continued into may resume it
 
     def _restore(self, resume: Resume) -> None:
         """Pick up a case carried over from an earlier run (continue-as-new)."""
@@ -189,6 +189,13 @@ class GovernedProcess:
         await self._log_audit()
 
     async def _run(self, start: CaseStart) -> CaseResult:
+        if start.resume is not None and workflow.info().continued_run_id is None:
+            # A client may not start a case half-way through, with handoffs and flags it wrote.
+            self._trail.add(
+                AuditKind.CHECK_FAILED, "start input: a resume is only accepted from continue-as-new"
+            )
+            self._close(Outcome.INVALID_INPUT, "a case cannot be started from a resume")
+            return self._result()
         if start.resume is not None:
             step = Next("rerun", start_at=start.resume.start_at, feedback=start.resume.feedback)
         else:
@@ -226,6 +233,8 @@ class GovernedProcess:
             CHECK_SUBMISSION,
             SubmissionCheck(
                 case_id=start.case_id,
+                workflow_id=workflow.info().workflow_id,
+                spec=start.spec.spec,
                 submitted_by=start.submitted_by,
                 case_sha256=digest(start.case),
                 spec_sha256=start.spec.sha256,
@@ -301,9 +310,10 @@ class GovernedProcess:
         request = _parse(payload, DecisionRequest)
         if isinstance(request, str):
             raise ValueError(f"malformed decision: {request}")
-        refusal = self._desk.refusal(request.verdict, request)
-        if refusal is None and self._signing_required:  # validators do not run on replay
+        refusal = None
+        if self._signing_required:  # first, so an unsigned caller learns nothing of roles
             refusal = signing.installed().decision_problem(self._start.case_id, request.verdict, request)
+        refusal = refusal or self._desk.refusal(request.verdict, request)  # validators do not run on replay
         if refusal is not None:
             raise ValueError(refusal)
 
@@ -528,12 +538,12 @@ class GovernedProcess:
         ran = [m.step for m in running if m.step in self._outputs]
         self._outputs[group.group] = {"ran": ran, "left_out": left_out}
         self._view.describe(self._context())
-        over = self._over_budget(i)
-        if over is not None:
-            return over
-        if group.reviews is None:
-            return i + 1
-        return self._resolve(i, group, [m for m in running if m.step in ran], left_out, feedback)
+        went: int | FlowFailure = i + 1
+        if group.reviews is not None:
+            went = self._resolve(i, group, [m for m in running if m.step in ran], left_out, feedback)
+        if went != i + 1:
+            return went  # revised or sent to people: the budget is checked when the flow runs on
+        return self._over_budget(i) or went  # after the resolution, so waiving it skips no review
 
     def _resolve(
         self,
@@ -860,7 +870,10 @@ class GovernedProcess:
 
     def _proposal(self) -> str:
         """The digest of what people decide on: the case and every checked handoff."""
-        return digest({"case": self._start.case, "handoffs": self._outputs})
+        proposal: JsonDict = {"case": self._start.case, "handoffs": self._outputs}
+        if self._signing_required:  # a signed decision cannot be replayed on another run of the id
+            proposal["run"] = workflow.info().first_execution_run_id
+        return digest(proposal)
 
     def _context(self) -> JsonDict:
         skipped: JsonDict = dict.fromkeys(self._skipped)  # a skipped step reads as null

@@ -96,9 +96,11 @@ def resolve(group: GroupSpec, opinions: list[Opinion]) -> Resolution:
         if len(passing) >= need:
             least = min(passing, key=lambda o: scale.index(o.verdict))
             return Resolution("pass", least.verdict, f"{len(passing)} of {need} needed passed ({said})")
-        return Resolution(
-            "revise", worst.verdict, f"only {len(passing)} of {need} needed passed ({said})", findings
-        )
+        if not dissent:  # short of reviewers, not of agreement: nothing to revise, a person decides
+            reason = f"only {len(opinions)} reviewer(s) gave an opinion; the quorum is {need} ({said})"
+            return Resolution("escalate", worst.verdict, reason)
+        shortfall = f"only {len(passing)} of {need} needed passed ({said})"
+        return Resolution(_dissent_effect(dissent, scale), worst.verdict, shortfall, findings)
     if group.resolve == "most_conservative":
         effect = group.effect(worst.verdict)
         return Resolution(
@@ -110,5 +112,10 @@ def resolve(group: GroupSpec, opinions: list[Opinion]) -> Resolution:
             return Resolution("escalate", worst.verdict, f"the reviewers disagree ({said})", findings)
         return Resolution(effects.pop(), worst.verdict, f"the reviewers agree ({said})", findings)
     if dissent:  # unanimous
-        return Resolution("revise", worst.verdict, f"not unanimous ({said})", findings)
+        return Resolution(_dissent_effect(dissent, scale), worst.verdict, f"not unanimous ({said})", findings)
     return Resolution("pass", worst.verdict, f"unanimous ({said})")
+
+
+def _dissent_effect(dissent: list[Opinion], scale: list[str]) -> Effect:
+    """What the most conservative dissent does: findings back, or (an escalating word) a person."""
+    return min(dissent, key=lambda o: scale.index(o.verdict)).effect

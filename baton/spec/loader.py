@@ -325,7 +325,9 @@ def _flow_problems(spec: ProcessSpec) -> list[tuple[Loc, str]]:
         if isinstance(step, MemberSpec):
             found += _member_problems(spec, step, loc, visible, names)
         else:
-            found += _review_problems(step, loc, earlier, names, visible)
+            found += _review_problems(
+                step, loc, earlier, names, visible, {g.group for g in spec.flow if isinstance(g, GroupSpec)}
+            )
     return found
 
 
@@ -361,7 +363,7 @@ def _sees_problems(
 
 
 def _review_problems(
-    step: StepSpec, loc: Loc, earlier: list[str], names: list[str], visible: set[str]
+    step: StepSpec, loc: Loc, earlier: list[str], names: list[str], visible: set[str], groups: set[str]
 ) -> list[tuple[Loc, str]]:
     found: list[tuple[Loc, str]] = []
     if step.reviews is None:
@@ -371,6 +373,8 @@ def _review_problems(
         return found
     if step.reviews not in names:
         found.append(((*loc, "reviews"), f"unknown step {step.reviews!r}"))
+    elif step.reviews in groups:
+        found.append(((*loc, "reviews"), f"{step.reviews!r} is a group: a review sends findings to one step"))
     elif step.reviews not in earlier:
         found.append(((*loc, "reviews"), f"a review must follow the step it reviews ({step.reviews!r})"))
     if step.passes is None:
