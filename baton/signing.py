@@ -133,18 +133,25 @@ class DecisionKeys:
                 _ed25519(private[0], private[1], Ed25519PrivateKey.from_private_bytes),
             )
         self.current = private[0] if private is not None else current or next(iter(self._keys), "")
+        self.development = False
+        """True for the development key found in the app's home (``baton dev``)."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], home: Path) -> DecisionKeys | None:
-        """The keys in the environment, else the development key in ``home``, else None."""
+    def from_env(cls, env: Mapping[str, str], home: Path | None) -> DecisionKeys | None:
+        """The keys in the environment, else the development key in ``home`` (clients only:
+        workers pass None and trust only keys they are given), else None."""
         ring = read_keyring(env, KEYS_VARIABLE, what="decision keys file")
         public = read_keyring(env, PUBLIC_VARIABLE, what="decision public keys file")
         private = read_keyring(env, PRIVATE_VARIABLE, what="decision signing key file")
         if ring is None and public is None and private is None:
-            if not (home / DEV_KEYS_FILE).is_file():
+            if home is None or not (home / DEV_KEYS_FILE).is_file():
                 return None
             ring = read_keyring({f"{KEYS_VARIABLE}_FILE": str(home / DEV_KEYS_FILE)}, KEYS_VARIABLE,
                                 what="decision keys file")  # fmt: skip
+            assert ring is not None
+            found = cls(*ring)
+            found.development = True
+            return found
         return cls(
             *(ring or ({}, None)),
             public=public[0] if public else None,
@@ -234,10 +241,11 @@ class SigningPolicy:
         if flag not in ("", "0", "1", "true", "false", "yes", "no"):
             raise BatonUsageError(f"{REQUIRE_VARIABLE}={flag!r}: expected 1 or 0")
         required = flag in ("1", "true", "yes")
-        keys = DecisionKeys.from_env(env, home)
+        keys = DecisionKeys.from_env(env, None)  # a worker never trusts a key file it merely finds
         if required and keys is None:
             raise BatonUsageError(
-                f"{REQUIRE_VARIABLE} is set but no {KEYS_VARIABLE} (or _FILE) to verify with"
+                f"{REQUIRE_VARIABLE} is set but no {PUBLIC_VARIABLE} or {KEYS_VARIABLE} (or _FILE) "
+                "to verify with"
             )
         return cls(required=required, keys=keys)
 
@@ -249,10 +257,13 @@ class SigningPolicy:
         """
         if self.keys is None:
             return (
-                f"unsigned decisions are refused here and this worker has no {KEYS_VARIABLE} to verify with"
+                f"unsigned decisions are refused here and this worker has no {PUBLIC_VARIABLE} or "
+                f"{KEYS_VARIABLE} to verify with"
             )
         if decision.signature is not None and decision.decision_id is None:
             return "a signed decision needs a decision_id"
+        if decision.signature is not None and (decision.proposal is None or len(decision.proposal) != 64):
+            return "a signed decision names the whole proposal digest (64 hex digits)"
         message = decision_message(
             case_id, verdict, decision.approver, decision.comment, decision.proposal, decision.decision_id
         )

@@ -10,6 +10,7 @@ import pytest
 
 from baton import signing
 from baton.client import DecisionRefusedError
+from baton.errors import BatonUsageError
 from baton.messages import AuditKind, Outcome
 from baton.scenario import wait_for_approval
 from baton.signing import DecisionKeys, SigningPolicy, create_dev_keys, new_ed25519_pair
@@ -100,6 +101,9 @@ def test_dev_keys_are_created_once_private_and_read_by_clients(tmp_path: Path) -
     assert again is not None
     assert again.current == first.current
     assert first.problem(b"m", first.sign(b"m")) is None
+    assert first.development  # clients decide on the current proposal with it, and say so
+    with pytest.raises(BatonUsageError, match="no BATON_DECISION_PUBLIC_KEYS or BATON_DECISION_KEYS"):
+        SigningPolicy.from_env({"BATON_REQUIRE_SIGNED_DECISIONS": "1"}, home)  # a worker never trusts it
 
 
 async def test_a_case_that_requires_signing_keeps_requiring_it_whatever_the_worker_now_says(
@@ -111,7 +115,9 @@ async def test_a_case_that_requires_signing_keeps_requiring_it_whatever_the_work
         await wait_for_approval(on_dev.baton, case_id)
         monkeypatch.delenv("BATON_DECISION_KEYS")
         signing.install(SigningPolicy())  # a worker rolled out without the setting, or without keys
-        with pytest.raises(DecisionRefusedError, match="this worker has no BATON_DECISION_KEYS"):
+        with pytest.raises(
+            DecisionRefusedError, match="this worker has no BATON_DECISION_PUBLIC_KEYS or BATON_DECISION_KEYS"
+        ):
             await on_dev.baton.approve(case_id, approver="alice")
         signing.install(SigningPolicy(keys=DecisionKeys({"k2": K2}, "k2")))  # keys, but not "required"
         with pytest.raises(DecisionRefusedError, match="unsigned decision"):
