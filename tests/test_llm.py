@@ -222,3 +222,36 @@ async def test_a_cookie_one_reply_sets_never_reaches_another_case() -> None:
         finally:
             await llm.aclose()
     assert [s.cookie for s in server.seen] == ["", ""]  # the second case's request came without it
+
+
+NOTE_CLEAN = {"message": "Your refund of 42.50 for ORD-1015 is on its way, Kai.", "cites": []}
+
+
+@pytest.mark.script(
+    {
+        "agents": {
+            "drafter": [{"json": DRAFT}, {"json": DRAFT}],
+            "explainer": [{"json": NOTE}, {"json": NOTE_CLEAN}],
+        }
+    }
+)
+async def test_going_over_the_budget_at_a_review_does_not_skip_the_review(
+    on_dev: Running, fake: FakeLlmServer
+) -> None:
+    snapshot = on_dev.baton.load("refund-request-llm")
+    text = snapshot.spec.model_dump()
+    for step in text["flow"]:
+        if step["step"] == "explainer":  # the LLM explainer reviews the draft: no policy citations
+            step.update(reviews="drafter", passes="size(explainer.cites) == 0",
+                        findings="['the note cites a policy rule: leave it out']")  # fmt: skip
+    tight = ProcessSpec.model_validate({**text, "token_budget": 400})  # the explainer's call goes over
+    async with on_dev.worker():
+        case_id = await on_dev.baton.start_case(snapshot_of(tight), CASE)
+        await wait_for_approval(on_dev.baton, case_id)
+        await on_dev.baton.approve(case_id, approver="dana", comment="worth it")  # waive the budget
+        result = await on_dev.baton.result(case_id)
+    assert result.outcome == Outcome.ACTIONED, result.reason
+    rejected = [e for e in result.audit if e.kind == AuditKind.REVIEW_REJECTED]
+    assert [e.step for e in rejected] == ["explainer"]  # its verdict applied although over budget
+    assert result.path[result.path.index("explainer") + 1] == "drafter(r1)"
+    assert result.handoffs["explainer"]["cites"] == []  # the note that passed the review is the one kept

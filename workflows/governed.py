@@ -91,6 +91,9 @@ CHECK_SUBMISSION = "baton.check_submission"
 UNSIGNED_SIGNAL = (
     "unsigned decision: this deployment accepts only signed decisions, sent through the decide update"
 )
+BUDGET_PATCH = "budget-after-review-v1"
+"""A step over the token budget has its own review applied before the budget escalates, so
+waiving the budget can no longer skip that review (older cases replay the old order)."""
 OVERRULE_PATCH = "overrule-decides-v1"
 """A person who overrules a reviewer no longer sends the case straight to the action: the
 rest of the flow and the decision rules (with ``overruled`` true) still apply, so a rule's
@@ -426,11 +429,15 @@ class GovernedProcess:
             self._path.append(f"{item.step} skipped")
         return runs
 
-    def _over_budget(self, index: int) -> FlowFailure | None:
+    def _is_over_budget(self) -> bool:
         budget = self._spec.token_budget
-        if budget is None or self._budget_waived or self._handoffs.usage.total <= budget:
+        return budget is not None and not self._budget_waived and self._handoffs.usage.total > budget
+
+    def _over_budget(self, index: int) -> FlowFailure | None:
+        """The budget failure to escalate (after the item at ``index``), if the case is over it."""
+        if not self._is_over_budget():
             return None
-        used = self._handoffs.usage.total
+        budget, used = self._spec.token_budget, self._handoffs.usage.total
         self._path.append("budget✗")
         problem = Feedback(source="agent_error", message=f"token budget exceeded: {used} > {budget}")
         return FlowFailure("budget", index + 1, [problem])
@@ -447,19 +454,20 @@ class GovernedProcess:
             return FlowFailure("handoff", i, result.problems)
         self._outputs[step.step] = result.output
         self._view.describe(self._context())
-        over = self._over_budget(i)
-        if over is not None:
-            return over
+        # Before BUDGET_PATCH the budget was checked before the step's own review, so waiving
+        # it skipped the review; asked only when over budget, so other cases record nothing.
+        if self._is_over_budget() and not workflow.patched(BUDGET_PATCH):
+            return self._over_budget(i) or i + 1
         self._path.append(step.step + (f"(r{revision})" if revision else ""))
         if step.reviews is None:
-            return i + 1
+            return self._over_budget(i) or i + 1
         try:
             passed, findings = self._review(i)
         except RuleError as exc:
             problem = Feedback(source="guard", message=f"review could not be read: {exc}")
             return FlowFailure("handoff", i, [problem])
         if passed:
-            return i + 1
+            return self._over_budget(i) or i + 1
         self._trail.add(
             AuditKind.REVIEW_REJECTED,
             f"{step.step} rejected {step.reviews}: " + "; ".join(f.message for f in findings),
