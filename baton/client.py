@@ -450,8 +450,8 @@ class BatonClient:
                     started=wf.start_time,
                     deadline=attrs.get(search.DEADLINE),
                     amount=attrs.get(search.AMOUNT),
-                    summary=await _summary(wf),
-                    proposal=await _summary(wf, "proposal"),
+                    summary=await _memo_text(wf, "summary"),
+                    proposal=await _memo_text(wf, "proposal"),
                 )
             )
         return sorted(found, key=lambda p: p.started)
@@ -492,8 +492,8 @@ class BatonClient:
             raise _encrypted(case_id)
 
 
-async def _summary(wf: WorkflowExecution, field: str = "summary") -> str:
-    """The inbox summary (or another memo ``field``) from the memo, or why it cannot be read here.
+async def _memo_text(wf: WorkflowExecution, field: str) -> str:
+    """A memo ``field`` (the inbox summary, the proposal digest), or why it cannot be read here.
 
     One encrypted case must not break the whole inbox for a client without its keys:
     the rest of the line (ids, role, deadline, amount) comes from search attributes,

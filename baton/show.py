@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import difflib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from baton.durations import format_duration
 from baton.messages import CaseFile, JsonDict
 from baton.safetext import printable
 
@@ -39,10 +40,7 @@ def _contract(path: str | None) -> str:
 
 def _relative(deadline: datetime, now: datetime) -> str:
     seconds = int((deadline - now).total_seconds())
-    if seconds <= 0:
-        return "overdue"
-    hours, rest = divmod(seconds, 3600)
-    return f"in {hours}h{rest // 60:02d}m" if hours else f"in {rest // 60}m{rest % 60:02d}s"
+    return f"in {format_duration(timedelta(seconds=seconds))}" if seconds > 0 else "overdue"
 
 
 def format_casefile(case: CaseFile, *, now: datetime | None = None) -> list[str]:

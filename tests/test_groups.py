@@ -213,7 +213,6 @@ async def test_a_required_member_that_fails_escalates_the_group(on_dev: Running)
 
 
 async def test_cancelling_the_case_cancels_every_running_member(on_dev: Running) -> None:
-    spec = panel_spec(reviewers("unanimous"))
     started = asyncio.Event()
     running: list[str] = []
 

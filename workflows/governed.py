@@ -25,7 +25,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.handoffs import HandoffRunner, execute, failure_message
 from workflows.ladder import PAST, ApprovalDesk, LadderResult
-from workflows.resolution import Opinion, Resolution, opinion_of, resolve
+from workflows.resolution import Opinion, Resolution, findings_of, opinion_of, resolve
 from workflows.trail import AuditTrail
 from workflows.visibility import Visibility
 
@@ -58,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
         SubmissionVerdict,
         Verdict,
     )
-    from baton.rules import RuleError, evaluate, evaluate_bool
+    from baton.rules import RuleError, evaluate_bool
     from baton.spec.models import GroupSpec, MemberSpec, StepSpec, item_names
     from baton.textbounds import excerpt
 
@@ -620,14 +620,7 @@ class GovernedProcess:
         assert step.passes is not None
         if evaluate_bool(step.passes, context):
             return True, []
-        raw = evaluate(step.findings, context) if step.findings else []
-        items = raw if isinstance(raw, list) else [raw]
-        findings = [
-            Feedback(source="review", message=str(item.get("message", item)), data=item)
-            if isinstance(item, dict)
-            else Feedback(source="review", message=str(item))
-            for item in items
-        ]
+        findings = findings_of(step.findings, context)
         return False, findings or [Feedback(source="review", message=f"{step.step} did not pass")]
 
     async def _after_flow(self, failure: FlowFailure | None) -> Next:

@@ -60,24 +60,27 @@ def opinion_of(group: GroupSpec, member: MemberSpec, context: JsonDict) -> Opini
     effect = group.effect(word)
     findings: list[Feedback] = []
     if effect != "pass":
-        findings = _findings(member, context) or [
+        findings = findings_of(member.findings, context, by=member.step) or [
             Feedback(source="review", message=f"{member.step}: {word}", data={"reviewer": member.step})
         ]
     return Opinion(member.step, word, effect, findings)
 
 
-def _findings(member: MemberSpec, context: JsonDict) -> list[Feedback]:
-    if member.findings is None:
+def findings_of(expr: str | None, context: JsonDict, *, by: str = "") -> list[Feedback]:
+    """A review's findings by its CEL (strings or objects with ``message``), as feedback;
+    ``by`` marks each with the reviewer who said it (a group combines several)."""
+    if expr is None:
         return []
-    raw = evaluate(member.findings, context)
-    items = raw if isinstance(raw, list) else [raw]
+    raw = evaluate(expr, context)
+    prefix = f"{by}: " if by else ""
     found: list[Feedback] = []
-    for item in items:
+    for item in raw if isinstance(raw, list) else [raw]:
         if isinstance(item, dict):
-            message = str(item.get("message", item))
-            found.append(Feedback(source="review", message=f"{member.step}: {message}", data=item))
+            found.append(
+                Feedback(source="review", message=prefix + str(item.get("message", item)), data=item)
+            )
         else:
-            found.append(Feedback(source="review", message=f"{member.step}: {item}"))
+            found.append(Feedback(source="review", message=prefix + str(item)))
     return found
 
 
