@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import getpass
 import json
 import logging
 import os
@@ -454,6 +455,52 @@ async def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_user_add(args: argparse.Namespace) -> int:
+    """Add a local account to the roles file (the one the worker and ``baton serve`` read)."""
+    from baton import accounts
+    from baton.gateway.passwords import hash_password
+
+    path = _settings(args).roles_file
+    user_id = accounts.check_new_user(path, args.user)  # before asking for a password
+    password_hash = hash_password(_new_password(args, user_id))
+    accounts.add_user(path, user_id, name=args.name, roles=args.role, password_hash=password_hash)
+    roles = ", ".join(dict.fromkeys(args.role))
+    print(f"baton: user {user_id} added to {path} with roles {printable(roles)}")
+    return 0
+
+
+async def cmd_user_passwd(args: argparse.Namespace) -> int:
+    """Set a local account's password in the roles file."""
+    from baton import accounts
+    from baton.gateway.passwords import hash_password
+
+    path = _settings(args).roles_file
+    account = accounts.check_user(path, args.user)  # before asking for a password
+    accounts.set_password(path, account.user_id, hash_password(_new_password(args, account.user_id)))
+    print(f"baton: password set for {account.user_id} in {path}")
+    return 0
+
+
+def _new_password(args: argparse.Namespace, user_id: str) -> str:
+    """The new password: one line of stdin (``--password-stdin``), else typed twice, unechoed.
+
+    Never on the command line, where ``ps`` and shell history would show it.
+    """
+    from baton.gateway.passwords import check_new_password
+
+    if args.password_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        try:
+            password = getpass.getpass(f"New password for {user_id}: ")
+            if getpass.getpass("The same again: ") != password:
+                raise BatonUsageError("the two passwords differ; nothing was changed")
+        except EOFError:
+            raise BatonUsageError("no password typed; nothing was changed") from None
+    check_new_password(password)
+    return password
+
+
 async def cmd_init(args: argparse.Namespace) -> int:
     from baton.scaffold import write_app
 
@@ -572,6 +619,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("pending", cmd_pending, "list cases waiting on people (the inbox)")
     p.add_argument("--role", help="only cases waiting on this role")
     p.add_argument("--json", action="store_true")
+
+    about = "local accounts in the roles file, for `baton serve` ($BATON_ROLES_FILE, else the app's)"
+    users = sub.add_parser("user", help=about, description=about)
+    user_sub = users.add_subparsers(dest="action", required=True)
+    for name, handler, help_text in (
+        ("add", cmd_user_add, "add a user with their roles and a password"),
+        ("passwd", cmd_user_passwd, "set a user's password"),
+    ):
+        p = user_sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        p.add_argument("user", help="the user id, in canonical form (lower case, no spaces)")
+        if name == "add":
+            p.add_argument(
+                "--role", action="append", required=True, help="a role the user holds (repeatable)"
+            )
+            p.add_argument("--name", default="", help="display name, e.g. 'Zoe Li'")
+        p.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from one line of stdin, not a prompt",
+        )
     return parser
 
 
@@ -583,7 +651,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
-        if args.command not in ("validate", "diagram", "trace", "fake-llm", "seed", "init", "worker", "dev"):
+        no_telemetry = ("validate", "diagram", "trace", "fake-llm", "seed", "init", "worker", "dev", "user")
+        if args.command not in no_telemetry:
             telemetry.configure(_settings(args).home, service=f"baton-{args.command}")
         code = asyncio.run(args.handler(args))
     except SpecError as exc:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -124,6 +125,7 @@ class BatonClient:
         self.catalog = Catalog(app, self.settings, wiring)
         self._keys: DecisionKeys | bool | None = False  # read on first use
         self._indexed: bool | None = None
+        self._registered: frozenset[str] = frozenset()
 
     @property
     def signing_keys(self) -> DecisionKeys | None:
@@ -149,8 +151,13 @@ class BatonClient:
             except RPCError:
                 self._indexed = False  # e.g. the time-skipping test server has no operator API
             else:
-                self._indexed = all(key.name in listed.custom_attributes for key in search.ALL)
+                self._registered = frozenset(listed.custom_attributes)
+                self._indexed = all(key.name in self._registered for key in search.ALL)
         return self._indexed
+
+    async def deciders_indexed(self) -> bool:
+        """True when the namespace also has ``BatonDeciders`` (the auditor's "decided by" search)."""
+        return await self.index_ready() and search.DECIDERS.name in self._registered
 
     @classmethod
     async def connect(
@@ -233,6 +240,7 @@ class BatonClient:
             submitted_by=submitted_by,
             signature=signature,
             index=index,
+            index_deciders=await self.deciders_indexed(),
         )
         try:
             await self.temporal.start_workflow(
@@ -426,8 +434,17 @@ class BatonClient:
             case_id, "request_changes", approver=approver, comment=feedback, signal=signal, proposal=proposal
         )
 
-    async def pending(self, *, role: str | None = None, limit: int = 1000) -> list[PendingCase]:
-        """Cases waiting on a person (on ``role``, when given), oldest first."""
+    async def pending(
+        self,
+        *,
+        role: str | None = None,
+        roles: Sequence[str] | None = None,
+        process: str | None = None,
+        limit: int = 1000,
+    ) -> list[PendingCase]:
+        """This client's cases (its task queue) waiting on a person, oldest first: on ``role``
+        or any of ``roles`` when given (an empty ``roles`` matches nothing), of ``process``
+        when given."""
         if not await self.index_ready():
             raise BatonUsageError(
                 "this namespace lacks Baton's search attributes; `baton dev` registers them "
@@ -435,9 +452,17 @@ class BatonClient:
             )
         query = (
             f"ExecutionStatus = 'Running' AND {search.STAGE.name} IN ('{search.AWAITING}', '{search.HELD}')"
+            f" AND TaskQueue = '{_quote(self.task_queue)}'"
         )
         if role:
             query += f" AND {search.AWAITING_ROLE.name} = '{_quote(role)}'"
+        if roles is not None:
+            if not roles:
+                return []
+            listed = ", ".join(f"'{_quote(r)}'" for r in sorted(roles))
+            query += f" AND {search.AWAITING_ROLE.name} IN ({listed})"
+        if process:
+            query += f" AND {search.PROCESS.name} = '{_quote(process)}'"
         found: list[PendingCase] = []
         async for wf in self.temporal.list_workflows(query, limit=limit):
             attrs = wf.typed_search_attributes

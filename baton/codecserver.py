@@ -79,14 +79,7 @@ def make_app(codec: AesGcmCodec, *, token: str, origins: list[str]) -> web.Appli
                     raise CodecRequestError(405, f"method {request.method} not allowed: POST the payloads")
                 if not authorised(request):
                     raise CodecRequestError(401, "unauthorised: send Authorization: Bearer <token>")
-                payloads = parse_payloads(await request.read())
-                convert = codec.encode if encode else codec.decode
-                try:
-                    result = Payloads(payloads=await convert(payloads.payloads))
-                except ValueError as exc:  # CodecKeyError, a short nonce, a key id not UTF-8
-                    raise CodecRequestError(
-                        400, f"cannot {'encode' if encode else 'decode'}: {exc}"
-                    ) from None
+                body = await transcode(codec, await request.read(), encode=encode)
             except CodecRequestError as refusal:
                 log.warning(
                     "%s %s refused (%d): %s", request.method, request.path, refusal.status, refusal.reason
@@ -95,7 +88,6 @@ def make_app(codec: AesGcmCodec, *, token: str, origins: list[str]) -> web.Appli
                 if refusal.status == 405:
                     response.headers["Allow"] = ALLOWED
                 return cors(request, response)
-            body = json_format.MessageToJson(result)
             return cors(request, web.Response(text=body, content_type="application/json"))
 
         return handle
@@ -104,6 +96,21 @@ def make_app(codec: AesGcmCodec, *, token: str, origins: list[str]) -> web.Appli
     app.router.add_route("*", "/encode", handler(True))
     app.router.add_route("*", "/decode", handler(False))
     return app
+
+
+async def transcode(codec: AesGcmCodec, body: bytes, *, encode: bool) -> str:
+    """The codec protocol's answer to a request ``body``: its payloads encoded or decoded, as JSON.
+
+    Raises:
+        CodecRequestError: 400, naming what is wrong with the body, or why a payload cannot be opened.
+    """
+    payloads = parse_payloads(body)
+    convert = codec.encode if encode else codec.decode
+    try:
+        result = Payloads(payloads=await convert(payloads.payloads))
+    except ValueError as exc:  # CodecKeyError, a short nonce, a key id not UTF-8
+        raise CodecRequestError(400, f"cannot {'encode' if encode else 'decode'}: {exc}") from None
+    return json_format.MessageToJson(result)
 
 
 def parse_payloads(body: bytes) -> Payloads:

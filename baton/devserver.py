@@ -51,6 +51,8 @@ class DevServer:
     host: str = "127.0.0.1"
     log_file: Path | None = None
     search_attributes: dict[str, str] = field(default_factory=dict)
+    ui_codec_endpoint: str | None = None
+    """The codec endpoint the Web UI decrypts payloads through (``baton dev --codec``)."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,6 +79,8 @@ class DevServer:
             "--log-level", "warn",
             "--ui-disable-news-fetch",
         ]  # fmt: skip
+        if self.ui_codec_endpoint:
+            args += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         for name, kind in self.search_attributes.items():
             args += ["--search-attribute", f"{name}={kind}"]
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115, ASYNC230

@@ -60,6 +60,8 @@ class CaseStart(BaseModel):
     signature: Signature | None = None
     spec: SpecSnapshot
     index: bool = False
+    index_deciders: bool = False
+    """The namespace has ``BatonDeciders``: the case records who decided it when it closes."""
     resume: Resume | None = None
 
 

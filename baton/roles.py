@@ -4,14 +4,20 @@ A small interface so a real directory (LDAP, SCIM, an IdP group API) can be
 plugged in; the embedded default is a YAML file::
 
     users:
-      alice: {name: Alice Ng, roles: [support-lead]}
+      alice: {name: Alice Ng, roles: [support-lead], password: 'scrypt$ln=15,r=8,p=1$...$...'}
       carol: {roles: [finance]}
     webhooks:                       # optional: who hears about cases waiting on a role
       finance: [https://chat.example.com/hooks/finance]
+
+``password`` is optional: the hash of a local account's password for ``baton serve``
+(``baton user add`` and ``baton user passwd`` write it; see ``baton.gateway.passwords``).
+A user without one cannot log in locally but still holds their roles. Because the
+file then holds password hashes, keep it readable only by the people who run Baton.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from baton.contracts import validation_problems
 from baton.errors import BatonUsageError
+from baton.identity import canonical_or_none
 
 
 class RoleDirectory(Protocol):
@@ -38,10 +45,29 @@ class RoleDirectory(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Account:
+    """One user of the directory as a login sees them.
+
+    Attributes:
+        user_id: the canonical identity (``baton.identity``), what sessions and decisions carry.
+        name: the display name ("" if the file gives none).
+        roles: the roles held, as listed.
+        password_hash: the local password's encoded hash, or None (no local login).
+    """
+
+    user_id: str
+    name: str
+    roles: tuple[str, ...]
+    password_hash: str | None
+
+
 class _User(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = ""
     roles: list[str] = Field(default_factory=list)
+    password: str | None = None
+    """The encoded hash of a local account's password (never the password)."""
 
 
 class _DirectoryFile(BaseModel):
@@ -55,7 +81,7 @@ class YamlRoleDirectory:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._stamp: float | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._file = _DirectoryFile(users={})
 
     def members(self, role: str) -> list[str]:
@@ -74,9 +100,35 @@ class YamlRoleDirectory:
         """Webhook URLs configured for ``role`` (empty if none)."""
         return list(self._load().webhooks.get(role, []))
 
+    def account(self, user_id: str) -> Account | None:
+        """The user whose canonical identity is ``user_id``'s, or None (also for a
+        ``user_id`` that cannot be an identity).
+
+        Entries are matched in canonical form, as decisions are, so ``Alice`` in the
+        file is the account ``alice`` logs in to.
+
+        Raises:
+            BatonUsageError: the file cannot be read, or two entries are the same identity
+                (which of their passwords and roles would apply is not for a login to guess).
+        """
+        wanted = canonical_or_none(user_id)
+        if wanted is None:
+            return None
+        found = [(uid, user) for uid, user in self._load().users.items() if canonical_or_none(uid) == wanted]
+        if len(found) > 1:
+            spelled = " and ".join(repr(uid) for uid, _ in found)
+            raise BatonUsageError(f"roles directory {self.path}: users {spelled} are the same identity")
+        if not found:
+            return None
+        user = found[0][1]
+        return Account(wanted, user.name, tuple(user.roles), user.password)
+
     def _load(self) -> _DirectoryFile:
         try:
-            stamp = self.path.stat().st_mtime
+            info = self.path.stat()
+            # Inode and size too: an atomic replace (``baton user passwd``) within the
+            # file system's timestamp granularity still reads as a change.
+            stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
         except OSError as exc:
             raise BatonUsageError(f"roles directory {self.path}: {exc.strerror}") from None
         if stamp != self._stamp:

@@ -34,7 +34,14 @@ def field_lines(data: JsonDict) -> list[str]:
     return [f"  {printable(name):<{FIELD_WIDTH}} {_value(value)}" for name, value in data.items()]
 
 
-def _contract(path: str | None) -> str:
+def draft_changes(previous: JsonDict, current: JsonDict) -> list[str]:
+    """The field lines that changed between two versions of a handoff, ``-`` old and ``+`` new."""
+    diff = difflib.unified_diff(field_lines(previous), field_lines(current), lineterm="", n=0)
+    return [line for line in diff if not line.startswith(("---", "+++", "@@"))]
+
+
+def contract_name(path: str | None) -> str:
+    """A contract's class name from its import path (a group's resolution has none)."""
     return path.rpartition(":")[2] if path else "resolution"
 
 
@@ -69,18 +76,17 @@ def format_casefile(case: CaseFile, *, now: datetime | None = None) -> list[str]
                          f"--proposal {a.proposal[:12]}")  # fmt: skip
     if case.outcome is not None:
         lines.append(f"  outcome: {case.outcome.value}: {printable(case.reason or '')}")
-    lines += ["", f"case ({_contract(case.input_contract)})", *field_lines(case.case)]
+    lines += ["", f"case ({contract_name(case.input_contract)})", *field_lines(case.case)]
     for name, output in case.handoffs.items():
         earlier = case.drafts.get(name, [])
         note = f", version {len(earlier) + 1}" if earlier else ""
         lines += [
             "",
-            f"{printable(name)} ({_contract(case.contracts.get(name))}{note})",
+            f"{printable(name)} ({contract_name(case.contracts.get(name))}{note})",
             *field_lines(output),
         ]
         if earlier:
-            diff = difflib.unified_diff(field_lines(earlier[-1]), field_lines(output), lineterm="", n=0)
-            changed = [f"  {line}" for line in diff if not line.startswith(("---", "+++", "@@"))]
+            changed = [f"  {line}" for line in draft_changes(earlier[-1], output)]
             lines.append(f"  changes since the previous version of {printable(name)}:" if changed
                          else f"  (unchanged since the previous version of {printable(name)})")  # fmt: skip
             lines += changed

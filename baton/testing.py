@@ -58,7 +58,7 @@ async def start_dev_server() -> WorkflowEnvironment:
         dev_server_existing_path=str(beside) if beside.exists() else None,
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
-        search_attributes=search.ALL,
+        search_attributes=(*search.ALL, search.DECIDERS),
     )
 
 

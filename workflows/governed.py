@@ -132,7 +132,9 @@ class GovernedProcess:
         self._start = start
         self._spec = start.spec.spec
         self._trail = AuditTrail(self._spec.process, start.case_id)
-        self._view = Visibility(self._spec, start.case_id, self._trail, index=start.index)
+        self._view = Visibility(
+            self._spec, start.case_id, self._trail, index=start.index, index_deciders=start.index_deciders
+        )
         self._desk = ApprovalDesk(
             self._spec,
             self._trail,
@@ -898,6 +900,7 @@ class GovernedProcess:
     ) -> None:
         self._outcome, self._reason = outcome, reason
         self._decided_by, self._action = decided_by, action
+        self._view.closed_by([record.approver for record in self._desk.records])
         self._set_stage(f"closed: {outcome.value}")
         self._trail.add(AuditKind.CASE_CLOSED, f"{outcome.value}: {reason}", outcome=outcome.value)
 

@@ -37,11 +37,14 @@ NOTIFY_RETRY = RetryPolicy(
 class Visibility:
     """Keeps a case's outward view current as its stage changes."""
 
-    def __init__(self, spec: ProcessSpec, case_id: str, trail: AuditTrail, *, index: bool) -> None:
+    def __init__(
+        self, spec: ProcessSpec, case_id: str, trail: AuditTrail, *, index: bool, index_deciders: bool = False
+    ) -> None:
         self._spec = spec
         self._case_id = case_id
         self._trail = trail
         self._index = index
+        self._index_deciders = index and index_deciders
         self._indexed: dict[str, Any] = {}
         self._pending: set[asyncio.Task[Any]] = set()
         self.amount: float | None = None
@@ -106,6 +109,15 @@ class Visibility:
             if awaiting.proposal:
                 memo["proposal"] = awaiting.proposal  # the inbox prints what a decision must name
             workflow.upsert_memo(memo)
+
+    def closed_by(self, deciders: list[str]) -> None:
+        """Index who decided a closing case, when its namespace has ``BatonDeciders``.
+
+        Only cases started knowing the attribute exists set it, so no earlier case's
+        history gains a command on replay.
+        """
+        if self._index_deciders and deciders:
+            workflow.upsert_search_attributes([search.DECIDERS.value_set(sorted(set(deciders)))])
 
     def notify(self, event: NotifyEvent, awaiting: Awaiting, decided: str | None) -> None:
         """Post to the role's webhooks in the background; failures are audited, not raised."""
