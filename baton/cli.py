@@ -429,6 +429,41 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the approval gateway for the app until Ctrl-C."""
+    app = _app(args, required=True)
+    client = await _client(args, app=app)
+    await _serve_gateway(client, args.host, args.port)
+    return 0
+
+
+async def _serve_gateway(client: BatonClient, host: str, port: int) -> None:
+    from baton.gateway.serve import bind, server
+    from baton.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings.from_env(
+        os.environ, home=client.settings.home, default_url=f"http://localhost:{port}"
+    )
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise BatonUsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    keys = client.signing_keys
+    logins = (
+        f"OIDC ({settings.oidc.issuer})"
+        if settings.oidc
+        else f"local accounts in {client.settings.roles_file}"
+    )
+    print(f"Approval gateway on {settings.public_url} (listening on {host}:{port}); logins: {logins}")
+    signer = (
+        f"signed with key {keys.current!r}"
+        if keys is not None and keys.can_sign
+        else ("sent UNSIGNED (set BATON_DECISION_SIGNING_KEY; see README, Signed decisions)")
+    )
+    print(f"decisions and submissions are {signer}", flush=True)
+    await server(client, settings).serve(sockets=[sock])
+
+
 @contextlib.asynccontextmanager
 async def _none() -> AsyncIterator[None]:
     yield None
@@ -542,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--real-llm", action="store_true", help="call the real providers, not the app's scripted stand-in"
     )
     add("worker", cmd_worker, "run the app's worker against $TEMPORAL_ADDRESS")
+    serve = add("serve", cmd_serve, "run the approval gateway (web inbox, case pages, logins) for the app")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8300, help="port to listen on (default 8300)")
     demo = add("demo", cmd_demo, "run the app's demo scenario on the embedded dev server")
     demo.add_argument("--no-server", action="store_true", help="use the server at $TEMPORAL_ADDRESS")
     seed = add("seed", cmd_seed, "create the app's own data (its seed function)")

@@ -75,13 +75,15 @@ class GatewaySettings:
         return _origin(self.public_url)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, home: Path) -> GatewaySettings:
+    def from_env(
+        cls, env: Mapping[str, str], *, home: Path, default_url: str = "http://localhost:8300"
+    ) -> GatewaySettings:
         """Read the settings; create a development session key in ``home`` on localhost only.
 
         Raises:
             BatonUsageError: a variable is malformed or a production requirement is missing.
         """
-        public_url = env.get("BATON_GATEWAY_URL", "").strip().rstrip("/") or "http://localhost:8300"
+        public_url = env.get("BATON_GATEWAY_URL", "").strip().rstrip("/") or default_url
         parts = urlsplit(public_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BatonUsageError(f"BATON_GATEWAY_URL={public_url!r}: expected http(s)://host[:port]")
