@@ -408,7 +408,13 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         ui_port=args.ui_port,
         log_file=settings.home / "temporal.log",
         search_attributes=search.TYPE_NAMES_BY_NAME,
+        ui_codec_endpoint=args.codec,
     )
+    if args.codec and not (os.environ.get("BATON_CODEC_KEYS") or os.environ.get("BATON_CODEC_KEYS_FILE")):
+        raise BatonUsageError(
+            "--codec: set BATON_CODEC_KEYS (or _FILE) here and for `baton serve`: the worker encrypts "
+            "with them and the gateway's codec endpoint decrypts with them"
+        )
     await server.start()
     os.environ["TEMPORAL_ADDRESS"] = server.address  # this process's worker, and nothing else
     keys = create_dev_keys(settings.home)
@@ -419,6 +425,10 @@ async def cmd_dev(args: argparse.Namespace) -> int:
     print(
         f"Web UI: http://localhost:{server.ui_port}    app {app.name!r} on task queue {settings.task_queue!r}"
     )
+    if args.codec:
+        print(f"Web UI codec endpoint: {args.codec}. In the UI (http://localhost:{server.ui_port}, not "
+              "127.0.0.1): Codec Server icon → 'Use my browser setting' → the same URL → 'Include "
+              "cross-origin credentials' → Apply; then sign in to `baton serve`.")  # fmt: skip
     try:
         async with offline_providers(app, settings) if not args.real_llm else _none() as providers:
             print("Ctrl-C stops both.", flush=True)  # a supervisor reading the pipe sees it now
@@ -575,6 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--db", help="dev server SQLite file (default: the app's home/temporal.db)")
     dev.add_argument(
         "--real-llm", action="store_true", help="call the real providers, not the app's scripted stand-in"
+    )
+    dev.add_argument(
+        "--codec",
+        nargs="?",
+        const="http://localhost:8300/codec",
+        metavar="URL",
+        help="point the Web UI's codec endpoint at the gateway (default http://localhost:8300/codec), "
+        "so encrypted cases read in the UI for whoever is signed in to `baton serve`",
     )
     add("worker", cmd_worker, "run the app's worker against $TEMPORAL_ADDRESS")
     serve = add("serve", cmd_serve, "run the approval gateway (web inbox, case pages, logins) for the app")

@@ -421,3 +421,5 @@ class CaseFile(BaseModel):
     awaiting: Awaiting | None = None
     outcome: Outcome | None = None
     reason: str | None = None
+    deciders: list[str] = Field(default_factory=list)
+    """The people whose decisions the case applied so far (they may still read it)."""

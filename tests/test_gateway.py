@@ -81,6 +81,8 @@ async def test_login_inbox_case_page_and_approve(on_dev: Running) -> None:
             assert result.outcome == Outcome.ACTIONED
             assert result.decided_by == "alice"
             after = await http.get(f"/cases/{case_id}")
+            assert after.status_code == 200
+            assert 'id="outcome"' in after.text
             assert "You approved this case" in after.text
 
 

@@ -364,6 +364,7 @@ class GovernedProcess:
             awaiting=self._desk.awaiting,
             outcome=self._outcome,
             reason=self._reason,
+            deciders=sorted({record.approver for record in self._desk.records}),
         )
 
     @workflow.query

@@ -8,7 +8,8 @@ Every decision goes out signed by the gateway (when it holds a signing key) in t
 of the signed-in person; the case's own validator has the last word, and its refusal
 ("separation of duties: you submitted this case") is shown as it comes.
 
-Who may open a case: the people its current rung waits on, its submitter, and auditors.
+Who may open a case: the people its current rung waits on, its submitter, the people who
+already decided on it (so an approver sees where her decision took it), and auditors.
 Anyone else gets the same "not found" as for a case that does not exist.
 """
 
@@ -37,9 +38,10 @@ NOT_FOUND = "No such case, or it is not waiting on you."
 
 
 def may_view(me: User, case: CaseFile, gw: Gateway) -> bool:
-    """The current rung's role, the submitter and auditors may see a case."""
+    """The current rung's role, the submitter, the people who decided on it, and auditors."""
     waiting_on_me = case.awaiting is not None and case.awaiting.role in me.roles
-    return waiting_on_me or case.submitted_by == me.id or me.is_auditor(gw.settings)
+    involved = case.submitted_by == me.id or me.id in case.deciders
+    return waiting_on_me or involved or me.is_auditor(gw.settings)
 
 
 def shown(value: Any) -> str:
