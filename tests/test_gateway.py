@@ -195,10 +195,14 @@ async def test_tampered_session_cookie_is_not_a_login(on_dev: Running) -> None:
             await gw.login(http, "bob")
             value = http.cookies["baton_session"]
         key_id, _, mac = value.split(".")
-        forged = base64.urlsafe_b64encode(b'{"user":"olga","src":"oidc","roles":["auditor"],"iat":9999999999}')
+        forged = base64.urlsafe_b64encode(
+            b'{"user":"olga","src":"oidc","roles":["auditor"],"iat":9999999999}'
+        )
         forged_value = f"{key_id}.{forged.decode().rstrip('=')}.{mac}"
         for cookie, expected in ((value, 200), (forged_value, 303)):
-            async with httpx.AsyncClient(base_url=gw.url, headers={"Cookie": f"baton_session={cookie}"}) as http:
+            async with httpx.AsyncClient(
+                base_url=gw.url, headers={"Cookie": f"baton_session={cookie}"}
+            ) as http:
                 assert (await http.get("/submit")).status_code == expected
 
 
