@@ -292,3 +292,13 @@ async def test_auditor_searches_by_decider_and_sees_a_cut_log(on_dev: Running) -
             log.write_bytes(b"".join(lines[:-2]))  # records cut from the end: the chain alone still holds
             cut = await http.get(f"/audit/cases/{case_id}")
             assert "does NOT verify" in cut.text
+
+
+async def test_unreadable_roles_directory_is_a_page_not_a_traceback(on_dev: Running) -> None:
+    async with running_gateway(on_dev) as gw, gw.browser() as http:
+        await gw.login(http, "alice")
+        gw.baton.settings.roles_file.write_text("users: [this is not a mapping")
+        page = await http.get("/")
+        assert page.status_code == 503
+        assert "roles directory" in page.text
+        assert "Traceback" not in page.text

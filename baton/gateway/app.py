@@ -9,6 +9,7 @@ session is already verified.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,14 +23,16 @@ from starlette.staticfiles import StaticFiles
 
 from baton.client import BatonClient
 from baton.codec import load_codec
+from baton.errors import BatonError
 from baton.gateway import auditor, cases, codec, inbox, login, submit
 from baton.gateway.context import Gateway
 from baton.gateway.oidc import HTTP_TIMEOUT, OidcClient
 from baton.gateway.sessions import CookieSigner, SessionMiddleware
 from baton.gateway.settings import GatewaySettings
-from baton.gateway.web import RequestLog, SecurityHeaders
+from baton.gateway.web import RequestLog, SecurityHeaders, route_template
 from baton.roles import YamlRoleDirectory
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY = 1024 * 1024
 """No form or codec request needs more; larger bodies are refused before they are read."""
@@ -57,6 +60,11 @@ def create_app(client: BatonClient, settings: GatewaySettings) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return gw.error(request, "Not found", "There is no such page.", status=404)
 
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        # An expected failure (the roles directory unreadable, Temporal refusing): a page, not a traceback.
+        log.warning("%s %s: %s", request.method, route_template(request.scope), exc)
+        return gw.error(request, "Unavailable", str(exc), status=503)
+
     routes = [
         Route("/healthz", health, methods=["GET"]),
         *login.routes(gw),
@@ -83,7 +91,7 @@ def create_app(client: BatonClient, settings: GatewaySettings) -> Starlette:
             Middleware(SecurityHeaders, hsts=settings.secure_cookies),
             Middleware(SessionMiddleware, signer=signer, secure=settings.secure_cookies),
         ],
-        exception_handlers={404: not_found},
+        exception_handlers={404: not_found, BatonError: unavailable},
         lifespan=lifespan,
         max_body_size=MAX_BODY,
     )

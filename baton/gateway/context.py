@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from baton.client import BatonClient
 from baton.durations import format_duration
+from baton.errors import BatonError
 from baton.gateway.oidc import OidcClient
 from baton.gateway.sessions import csrf_token, take_flash
 from baton.gateway.settings import GatewaySettings
@@ -94,9 +95,13 @@ class Gateway:
         self, request: Request, template: str, context: Mapping[str, Any], *, status: int = 200
     ) -> HTMLResponse:
         """A page: the template with the user, the CSRF token and the flash messages."""
+        try:
+            me = self.user(request)
+        except BatonError:
+            me = None  # the directory cannot be read: the page says so without a user
         page = self.templates.get_template(template).render(
             request=request,
-            me=self.user(request),
+            me=me,
             csrf=csrf_token(request.session),
             messages=take_flash(request.session),
             now=datetime.now(UTC),
