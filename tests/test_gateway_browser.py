@@ -22,11 +22,14 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from baton.client import BatonClient
+from baton.gateway.oidc import OidcSettings
+from baton.gateway.serve import bind
 from baton.messages import Outcome
 from baton.settings import Settings
 from tests import browser
 from tests.conftest import REFUNDS_APP, ROOT, Running
 from tests.gateway_harness import PASSWORD, Gateway, accounts_file, refund_case, running_gateway
+from tests.oidc_idp import TestIdentityProvider
 
 chromium = browser.chromium  # the session's headless Chromium (a fixture, found here by its name)
 IMAGES = ROOT / "docs" / "images"
@@ -357,3 +360,37 @@ async def test_inbox_and_case_screenshots(on_dev: Running, chromium: Browser) ->
                 await page.screenshot(path=str(IMAGES / "gateway-case.png"), full_page=True)
         finally:
             await context.close()
+
+
+async def test_sso_login_and_a_token_for_another_audience(on_dev: Running, chromium: Browser) -> None:
+    sock = bind("127.0.0.1", 0)
+    url = f"http://localhost:{sock.getsockname()[1]}"
+    async with TestIdentityProvider(redirect_uri=f"{url}/login/callback") as idp:
+        oidc = OidcSettings(
+            issuer=idp.issuer,
+            client_id=idp.client_id,
+            client_secret=idp.client_secret,
+            redirect_uri=f"{url}/login/callback",
+            roles_claim="roles",
+        )
+        async with running_gateway(on_dev, sock=sock, oidc=oidc) as gw:
+            case_id = await start(gw, "ORD-1006", "CUS-006", 310.0)  # waits on a support lead
+            context = await person(chromium, gw)
+            try:
+                page = await context.new_page()
+                idp.next_user = {"preferred_username": "alice", "name": "Alice Ng", "roles": ["support-lead"]}
+                await page.goto("/login")
+                await page.get_by_role("link", name="Log in with your company account").click()
+                await expect(page).to_have_title("(1) Inbox · Baton")
+                await expect(page.locator("form.who")).to_contain_text("Alice Ng")
+                await expect(page.get_by_role("link", name=case_id)).to_be_visible()
+
+                await page.get_by_role("button", name="Log out").click()
+                idp.id_token_audience = "another-application"
+                await page.get_by_role("link", name="Log in with your company account").click()
+                await expect(page.get_by_role("alert")).to_contain_text("audience")
+                await expect(page).to_have_title("Log in · Baton")
+                await page.goto("/")
+                await expect(page).to_have_url(re.compile(r"/login$"))
+            finally:
+                await context.close()
