@@ -264,7 +264,12 @@ async def cmd_pending(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                [{**asdict(c), "age_seconds": round(c.age_seconds)} for c in cases], default=str, indent=2
+                [
+                    {**asdict(c, dict_factory=_without_execution), "age_seconds": round(c.age_seconds)}
+                    for c in cases
+                ],
+                default=str,
+                indent=2,
             )
         )
         return 0
@@ -292,6 +297,11 @@ def _age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"
     return f"{seconds:.0f}s"
+
+
+def _without_execution(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A pending line as JSON shows it: without the visibility record it was read from."""
+    return {k: v for k, v in items if k != "execution"}
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
@@ -458,6 +468,10 @@ async def _serve_gateway(client: BatonClient, host: str, port: int) -> None:
         sock = bind(host, port)
     except OSError as exc:
         raise BatonUsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    if host not in ("127.0.0.1", "localhost", "::1") and settings.public_url.startswith("http://localhost"):
+        print(f"baton: warning: listening on {host} with BATON_GATEWAY_URL={settings.public_url}: set "
+              "BATON_GATEWAY_URL to the https address people use (and BATON_GATEWAY_SESSION_KEYS)",
+              file=sys.stderr)  # fmt: skip
     keys = client.signing_keys
     logins = (
         f"OIDC ({settings.oidc.issuer})"

@@ -7,13 +7,14 @@ a half-made workflow behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from baton.codec import KEYS_HINT, CodecKeyError, is_encrypted
 from baton.connection import connect
 from baton.contracts import check_against, resolve_contract, validation_problems
 from baton.digests import digest
-from baton.errors import BatonUsageError, CaseInputError, SpecError
+from baton.errors import BatonRuntimeError, BatonUsageError, CaseInputError, SpecError
 from baton.identity import IdentityError, canonical
 from baton.messages import (
     MAX_ID,
@@ -62,6 +63,10 @@ MAX_CASE_BYTES = int(os.environ.get("BATON_MAX_CASE_BYTES", str(256 * 1024)))
 """Cases above this are refused before start (Temporal's limit is 2 MiB per payload)."""
 
 
+QUERY_TIMEOUT = timedelta(seconds=10)
+"""How long a query may wait for a worker to answer (none running: the caller hears so, soon)."""
+
+
 class DecisionRefusedError(BatonUsageError):
     """The case refused a decision sent as an update; ``reason`` says why."""
 
@@ -84,6 +89,8 @@ class PendingCase:
     summary: str
     proposal: str = ""
     """The digest of the proposal a decision must name (``--proposal``), when the case holds one."""
+    execution: WorkflowExecution | None = field(default=None, repr=False, compare=False)
+    """The visibility record it was read from, while its memo is still to be read."""
 
     @property
     def age_seconds(self) -> float:
@@ -148,7 +155,10 @@ class BatonClient:
                 listed = await self.temporal.operator_service.list_search_attributes(
                     ListSearchAttributesRequest(namespace=self.temporal.namespace)
                 )
-            except RPCError:
+            except RPCError as exc:
+                if exc.status not in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.PERMISSION_DENIED):
+                    # A blip must not start cases that never reach an inbox: fail, and ask again.
+                    raise BatonRuntimeError(f"Temporal did not answer: {exc.message}") from None
                 self._indexed = False  # e.g. the time-skipping test server has no operator API
             else:
                 self._registered = frozenset(listed.custom_attributes)
@@ -441,10 +451,12 @@ class BatonClient:
         roles: Sequence[str] | None = None,
         process: str | None = None,
         limit: int = 1000,
+        memo: bool = True,
     ) -> list[PendingCase]:
         """This client's cases (its task queue) waiting on a person, oldest first: on ``role``
         or any of ``roles`` when given (an empty ``roles`` matches nothing), of ``process``
-        when given."""
+        when given. ``memo=False`` skips reading each line's summary and proposal (see
+        :meth:`with_memo`)."""
         if not await self.index_ready():
             raise BatonUsageError(
                 "this namespace lacks Baton's search attributes; `baton dev` registers them "
@@ -475,17 +487,32 @@ class BatonClient:
                     started=wf.start_time,
                     deadline=attrs.get(search.DEADLINE),
                     amount=attrs.get(search.AMOUNT),
-                    summary=await _memo_text(wf, "summary"),
-                    proposal=await _memo_text(wf, "proposal"),
+                    summary="",
+                    execution=wf,
                 )
             )
-        return sorted(found, key=lambda p: p.started)
+        found.sort(key=lambda p: p.started)
+        return await self.with_memo(found) if memo else found
+
+    async def with_memo(self, cases: Sequence[PendingCase]) -> list[PendingCase]:
+        """``cases`` with their summary and proposal read from the memo (``pending(memo=False)``
+        leaves that for the lines a page shows)."""
+        described = []
+        for case in cases:
+            wf = case.execution
+            if wf is not None:
+                summary, proposal = await _memo_text(wf, "summary"), await _memo_text(wf, "proposal")
+                case = dataclasses.replace(case, summary=summary, proposal=proposal, execution=None)
+            described.append(case)
+        return described
 
     async def _query(self, case_id: str, name: str, result_type: Any) -> Any:
         # Asked for raw, so an encrypted reply this client cannot open is recognised
         # here instead of failing inside the SDK's converter with a bare KeyError.
         try:
-            raw = await self.temporal.get_workflow_handle(case_id).query(name, result_type=RawValue)
+            raw = await self.temporal.get_workflow_handle(case_id).query(
+                name, result_type=RawValue, rpc_timeout=QUERY_TIMEOUT
+            )
         except RPCError as exc:
             raise _not_found(case_id, exc) from None
         except CodecKeyError as exc:
@@ -517,7 +544,7 @@ class BatonClient:
             raise _encrypted(case_id)
 
 
-async def _memo_text(wf: WorkflowExecution, field: str) -> str:
+async def _memo_text(wf: WorkflowExecution, name: str) -> str:
     """A memo ``field`` (the inbox summary, the proposal digest), or why it cannot be read here.
 
     One encrypted case must not break the whole inbox for a client without its keys:
@@ -525,7 +552,7 @@ async def _memo_text(wf: WorkflowExecution, field: str) -> str:
     which are never encrypted.
     """
     try:
-        raw = await wf.memo_value(field, None, type_hint=RawValue)
+        raw = await wf.memo_value(name, None, type_hint=RawValue)
     except CodecKeyError as exc:
         return f"(encrypted: {_key_problem(exc)})"
     if raw is None:

@@ -302,3 +302,70 @@ async def test_unreadable_roles_directory_is_a_page_not_a_traceback(on_dev: Runn
         assert page.status_code == 503
         assert "roles directory" in page.text
         assert "Traceback" not in page.text
+
+
+async def test_codec_bearer_token_needs_a_role(on_dev: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATON_CODEC_KEYS", "k1:" + base64.b64encode(bytes(range(32))).decode())
+    sock = bind("127.0.0.1", 0)
+    url = f"http://localhost:{sock.getsockname()[1]}"
+    async with TestIdentityProvider(redirect_uri=f"{url}/login/callback") as idp:
+        oidc = OidcSettings(
+            issuer=idp.issuer,
+            client_id=idp.client_id,
+            client_secret=idp.client_secret,
+            redirect_uri=f"{url}/login/callback",
+            roles_claim="roles",
+            access_audience=idp.access_audience,
+        )
+        body = {
+            "payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": "IjEi"}]
+        }
+        async with running_gateway(on_dev, sock=sock, oidc=oidc) as gw, gw.browser() as http:
+            for roles, expected in ((["finance"], 200), ([], 401)):
+                token = idp.issue_access_token({"preferred_username": "carol", "roles": roles})
+                answer = await http.post(
+                    "/codec/encode", json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+                assert answer.status_code == expected, roles
+            wrong = idp.issue_access_token(
+                {"preferred_username": "carol", "roles": ["finance"]}, audience="x"
+            )
+            answer = await http.post("/codec/encode", json=body, headers={"Authorization": f"Bearer {wrong}"})
+            assert answer.status_code == 401
+
+
+async def test_refusals_that_give_nothing_away(on_dev: Running) -> None:
+    async with running_gateway(on_dev) as gw:
+        case_id = await gw.baton.start_case(
+            "refund-request", refund_case("ORD-1002", "CUS-002", 249.0), submitted_by="bob"
+        )
+        proposal = await waiting(gw.baton, case_id)
+        async with gw.browser() as http:
+            await gw.login(http, "carol")  # finance: the case waits on a support lead
+            page = await http.get("/submit/refund-request")
+            decided = await http.post(
+                f"/cases/{case_id}/decide",
+                data={"csrf": csrf_of(page.text), "verdict": "approve", "proposal": proposal},
+            )
+            assert decided.status_code == 404  # the same answer as for a case that does not exist
+            assert "lacks role" not in decided.text
+            missing = await http.post(
+                "/cases/no-such-case/decide",
+                data={"csrf": csrf_of(page.text), "verdict": "approve", "proposal": proposal},
+            )
+            assert missing.status_code == 404
+            infinite = await http.post(
+                "/submit/refund-request",
+                data={"csrf": csrf_of(page.text), "order_id": "ORD-1002", "customer_id": "CUS-002",
+                      "requested_amount": "inf", "reason": "defective"},
+            )  # fmt: skip
+            assert infinite.status_code == 400
+            assert "requested_amount: expected a finite number" in infinite.text
+            assert (await http.post("/logout", data={})).status_code == 403
+            assert (await http.get("/submit")).status_code == 200  # still logged in
+        async with gw.browser() as http:
+            await gw.login(http, "olga")
+            search = await http.get("/audit")
+            bad = await http.post("/audit", data={"csrf": csrf_of(search.text), "since": "2024-02-30"})
+            assert bad.status_code == 200
+            assert "since: a date, YYYY-MM-DD" in bad.text

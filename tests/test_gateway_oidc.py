@@ -89,11 +89,12 @@ async def test_a_login_round_trip_names_the_user(idp: TestIdentityProvider, http
 async def test_the_user_falls_back_to_email_then_sub(
     idp: TestIdentityProvider, http: httpx.AsyncClient
 ) -> None:
-    idp.next_user = {"email": "Ops@Example.com", "sub": "u-2"}
+    idp.next_user = {"email": "Ops@Example.com", "email_verified": True, "sub": "u-2"}
     assert (await login(make_client(idp, http), http)).user_id == "ops@example.com"
-    idp.next_user = {"email": "ops@example.com", "email_verified": False, "sub": "u-3"}
-    identity = await login(make_client(idp, http), http)
-    assert (identity.user_id, identity.name) == ("u-3", "u-3")
+    for unverified in ({"email_verified": False}, {}):  # an address not stated verified is not used
+        idp.next_user = {"email": "ops@example.com", "sub": "u-3", **unverified}
+        identity = await login(make_client(idp, http), http)
+        assert (identity.user_id, identity.name) == ("u-3", "u-3")
     idp.next_user = {"preferred_username": "da\u200bna"}
     assert "is not a usable Baton user id" in await refused(make_client(idp, http), http)
 

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.spec.models import ProcessSpec
 
 NOTIFY_ACTIVITY = "baton.notify"
+DECIDERS_PATCH = "deciders-index-v1"
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -113,10 +114,10 @@ class Visibility:
     def closed_by(self, deciders: list[str]) -> None:
         """Index who decided a closing case, when its namespace has ``BatonDeciders``.
 
-        Only cases started knowing the attribute exists set it, so no earlier case's
-        history gains a command on replay.
+        Only cases started knowing the attribute exists set it, and only on workers with this
+        code (the patch): a case closed by an older worker replays without the command.
         """
-        if self._index_deciders and deciders:
+        if self._index_deciders and deciders and workflow.patched(DECIDERS_PATCH):
             workflow.upsert_search_attributes([search.DECIDERS.value_set(sorted(set(deciders)))])
 
     def notify(self, event: NotifyEvent, awaiting: Awaiting, decided: str | None) -> None:

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from temporalio.service import RPCError
 
 from baton.client import BatonClient
 from baton.codec import load_codec
@@ -65,6 +66,17 @@ def create_app(client: BatonClient, settings: GatewaySettings) -> Starlette:
         log.warning("%s %s: %s", request.method, route_template(request.scope), exc)
         return gw.error(request, "Unavailable", str(exc), status=503)
 
+    async def temporal_unavailable(request: Request, exc: Exception) -> Response:
+        text = exc.message if isinstance(exc, RPCError) else str(exc)
+        log.warning("%s %s: Temporal: %s", request.method, route_template(request.scope), text)
+        return gw.error(
+            request,
+            "Unavailable",
+            f"Temporal did not answer ({text}); if this persists, check that it and the app's "
+            f"workers (task queue {client.task_queue!r}) are running.",
+            status=503,
+        )
+
     routes = [
         Route("/healthz", health, methods=["GET"]),
         *login.routes(gw),
@@ -91,7 +103,7 @@ def create_app(client: BatonClient, settings: GatewaySettings) -> Starlette:
             Middleware(SecurityHeaders, hsts=settings.secure_cookies),
             Middleware(SessionMiddleware, signer=signer, secure=settings.secure_cookies),
         ],
-        exception_handlers={404: not_found, BatonError: unavailable},
+        exception_handlers={404: not_found, BatonError: unavailable, RPCError: temporal_unavailable},
         lifespan=lifespan,
         max_body_size=MAX_BODY,
     )

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -31,11 +30,11 @@ from baton.audit.sink import open_sink
 from baton.codec import CodecKeyError
 from baton.errors import BatonError
 from baton.gateway.context import Gateway, User
-from baton.gateway.sessions import csrf_ok
+from baton.gateway.sessions import FORM_EXPIRED, csrf_ok
+from baton.identity import canonical_or_none
 from baton.messages import Outcome
 
 log = logging.getLogger(__name__)
-DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_RESULTS = 200
 TERMS = ("process", "outcome", "decider", "since", "until")
 
@@ -69,11 +68,16 @@ def search_query(task_queue: str, terms: dict[str, str]) -> tuple[str, list[str]
             problems.append(f"outcome: one of {', '.join(o.value for o in Outcome)}")
         query += f" AND {search.OUTCOME.name} = '{_quote(terms['outcome'])}'"
     if terms.get("decider"):
-        query += f" AND {search.DECIDERS.name} = '{_quote(terms['decider'].strip().casefold())}'"
+        decider = canonical_or_none(terms["decider"])
+        if decider is None:
+            problems.append("decider: not a user id")
+        query += f" AND {search.DECIDERS.name} = '{_quote(decider or '')}'"
     for name, op, suffix in (("since", ">=", "T00:00:00Z"), ("until", "<=", "T23:59:59Z")):
         value = terms.get(name, "")
         if value:
-            if not DATE.fullmatch(value):
+            try:
+                date.fromisoformat(value)
+            except ValueError:
                 problems.append(f"{name}: a date, YYYY-MM-DD")
             query += f" AND CloseTime {op} '{_quote(value)}{suffix}'"
     return query, problems
@@ -101,7 +105,7 @@ def routes(gw: Gateway) -> list[Route]:
         if request.method == "POST":
             form = await request.form()
             if not csrf_ok(request.session, form.get("csrf")):
-                problems.append("the form expired: search again")
+                return gw.error(request, "Form expired", FORM_EXPIRED, status=403)
             else:
                 terms = {k: str(form.get(k, "")).strip()[:128] for k in TERMS}
                 if terms["decider"] and not await gw.client.deciders_indexed():

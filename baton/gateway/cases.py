@@ -28,7 +28,7 @@ from starlette.routing import Route
 from baton.client import DecisionRefusedError
 from baton.errors import BatonError
 from baton.gateway.context import Gateway, User
-from baton.gateway.sessions import csrf_ok, flash
+from baton.gateway.sessions import FORM_EXPIRED, csrf_ok, flash
 from baton.messages import CaseFile, Verdict
 from baton.show import contract_name, draft_changes
 
@@ -109,12 +109,7 @@ def routes(gw: Gateway) -> list[Route]:
         back = RedirectResponse(f"/cases/{quote(case_id, safe='')}", status_code=303)
         form = await request.form()
         if not csrf_ok(request.session, form.get("csrf")):
-            return gw.render(
-                request,
-                "error.html",
-                {"title": "Form expired", "text": "This form is out of date or did not come from this site."},
-                status=403,
-            )
+            return gw.error(request, "Form expired", FORM_EXPIRED, status=403)
         verdict = str(form.get("verdict", ""))
         comment = str(form.get("comment", "")).strip()
         proposal = str(form.get("proposal", ""))
@@ -128,6 +123,12 @@ def routes(gw: Gateway) -> list[Route]:
         if not proposal:
             flash(request.session, "error", "this page is out of date: review the case again")
             return back
+        try:
+            awaiting = (await gw.client.status(case_id)).awaiting
+        except BatonError:
+            awaiting = None
+        if awaiting is None or awaiting.role not in me.roles:  # what the page would say: no hints
+            return gw.error(request, "Not found", NOT_FOUND, status=404)
         try:
             receipt = await gw.client.decide(
                 case_id,

@@ -54,10 +54,13 @@ def routes(gw: Gateway, codec: AesGcmCodec | None) -> list[Route]:
             if gw.oidc is None:
                 return None
             try:
-                return (await gw.oidc.verify_access_token(token.strip())).user_id
+                identity = await gw.oidc.verify_access_token(token.strip())
             except OidcError as exc:
                 log.warning("codec: access token refused: %s", exc.reason)
                 return None
+            account = gw.directory.account(identity.user_id)
+            roles = identity.roles if identity.roles is not None else (account.roles if account else ())
+            return identity.user_id if roles else None
         origin = request.headers.get("origin")
         if origin is not None and origin not in allowed:
             return None

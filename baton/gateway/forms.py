@@ -10,6 +10,7 @@ form cannot draw as one input (a nested object, a list) are a JSON text area.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,12 +93,15 @@ def read_form(fields: list[FormField], form: dict[str, str]) -> tuple[dict[str, 
             if f.kind == "integer":
                 case[f.name] = int(text.strip())
             elif f.kind == "number":
-                case[f.name] = float(text.strip())
+                number = float(text.strip())
+                if not math.isfinite(number):
+                    raise ValueError(text)
+                case[f.name] = number
             elif f.kind == "json":
                 case[f.name] = json.loads(text)
             else:
                 case[f.name] = text
-        except ValueError:
-            expected = {"integer": "a whole number", "number": "a number", "json": "JSON"}[f.kind]
+        except (ValueError, RecursionError):
+            expected = {"integer": "a whole number", "number": "a finite number", "json": "JSON"}[f.kind]
             problems.append(f"{f.name}: expected {expected}")
     return case, problems

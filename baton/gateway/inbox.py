@@ -2,7 +2,8 @@
 
 Read from Temporal's visibility store (Baton's search attributes and memo), not from the
 cases themselves, so the inbox answers even while workers are busy or down, and one
-query serves thousands of waiting cases. The filters (process, role, order, page) are
+query serves thousands of waiting cases. Every waiting case is listed (to count and order
+them) but only the page shown has its memo (summary) read. The filters (process, role, order, page) are
 the only things in the URL: no case data.
 """
 
@@ -46,7 +47,9 @@ def routes(gw: Gateway) -> list[Route]:
         roles = sorted(me.roles & {role}) if role else sorted(me.roles)
         error = ""
         try:
-            cases = await gw.client.pending(roles=roles, process=process or None, limit=MAX_LISTED)
+            cases = await gw.client.pending(
+                roles=roles, process=process or None, limit=MAX_LISTED, memo=False
+            )
         except BatonUsageError as exc:
             cases, error = [], str(exc)
         processes = sorted(gw.client.app.processes()) if gw.client.app is not None else []
@@ -57,7 +60,7 @@ def routes(gw: Gateway) -> list[Route]:
             request,
             "inbox.html",
             {
-                "cases": cases[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+                "cases": await gw.client.with_memo(cases[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]),
                 "total": len(cases),
                 "capped": len(cases) >= MAX_LISTED,
                 "page": page,

@@ -9,6 +9,7 @@ the timing tells which user names exist.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.requests import Request
@@ -18,11 +19,14 @@ from starlette.routing import Route
 from baton.gateway.context import Gateway, password_fingerprint
 from baton.gateway.oidc import LoginState, OidcError
 from baton.gateway.passwords import verify_password, verify_unknown_user
-from baton.gateway.sessions import csrf_ok, csrf_token, flash
+from baton.gateway.sessions import FORM_EXPIRED, csrf_ok, csrf_token, flash
 from baton.identity import canonical_or_none
 
 log = logging.getLogger(__name__)
 WRONG = "wrong user name or password"
+HASHING = asyncio.Semaphore(4)
+MAX_ROLES = 40
+"""More roles than any person approves for: a claim beyond it (e.g. every group) is refused."""
 
 
 def routes(gw: Gateway) -> list[Route]:
@@ -61,11 +65,12 @@ def routes(gw: Gateway) -> list[Route]:
                 status=429,
             )
         account = gw.directory.account(user_id)
-        if account is None or account.password_hash is None:
-            verify_unknown_user(password)
-            ok = False
-        else:
-            ok = verify_password(password, account.password_hash)
+        async with HASHING:  # scrypt is slow and 32 MiB on purpose: off the event loop, a few at once
+            if account is None or account.password_hash is None:
+                await asyncio.to_thread(verify_unknown_user, password)
+                ok = False
+            else:
+                ok = await asyncio.to_thread(verify_password, password, account.password_hash)
         if not ok or account is None:
             gw.throttle.failed(user_id, address)
             return gw.render(
@@ -106,16 +111,24 @@ def routes(gw: Gateway) -> list[Route]:
             log.warning("OIDC login refused: %s", exc.reason)
             flash(request.session, "error", exc.reason)
             return RedirectResponse("/login", status_code=303)
+        roles: list[str] | None = None
+        if identity.roles is not None:  # only roles Baton knows: a groups claim can hold hundreds
+            known = set(gw.directory.roles()) | gw.settings.auditor_roles
+            roles = sorted(set(identity.roles) & known)
+            if len(roles) > MAX_ROLES:
+                flash(request.session, "error", f"your account holds over {MAX_ROLES} of this app's roles")
+                return RedirectResponse("/login", status_code=303)
         request.session.clear()
-        request.session.update({"user": identity.user_id, "src": "oidc", "name": identity.name})
-        if identity.roles is not None:
-            request.session["roles"] = list(identity.roles)
+        request.session.update({"user": identity.user_id, "src": "oidc", "name": identity.name[:128]})
+        if roles is not None:
+            request.session["roles"] = roles
         return RedirectResponse("/", status_code=303)
 
     async def logout(request: Request) -> Response:
         form = await request.form()
-        if csrf_ok(request.session, form.get("csrf")):
-            request.session.clear()
+        if not csrf_ok(request.session, form.get("csrf")):
+            return gw.error(request, "Form expired", FORM_EXPIRED, status=403)
+        request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
     return [

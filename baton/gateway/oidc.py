@@ -65,6 +65,11 @@ _ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _MAX_NAME = 200
 
 
+def _loopback(url: str) -> bool:
+    """Plain http is only for a provider on this machine (tests, a local Keycloak)."""
+    return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
+
+
 class OidcError(Exception):
     """A login or token the gateway refuses.
 
@@ -134,6 +139,10 @@ class OidcSettings:
         parts = urlsplit(issuer)
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
             raise BatonUsageError("BATON_OIDC_ISSUER must be an http(s) URL without query or fragment")
+        if parts.scheme == "http" and not _loopback(issuer):
+            raise BatonUsageError(
+                "BATON_OIDC_ISSUER must be https outside localhost: its signing keys travel from it"
+            )
         client_id = get("BATON_OIDC_CLIENT_ID")
         if not client_id:
             raise BatonUsageError("BATON_OIDC_CLIENT_ID must be set when BATON_OIDC_ISSUER is")
@@ -320,6 +329,8 @@ class OidcClient:
                     value = doc.get(field)
                     if not isinstance(value, str) or urlsplit(value).scheme not in ("https", "http"):
                         raise OidcError(f"the identity provider's discovery document lacks {field}")
+                    if urlsplit(value).scheme == "http" and not _loopback(value):
+                        raise OidcError(f"the identity provider's {field} is not https")
                 methods = doc.get("code_challenge_methods_supported")
                 if isinstance(methods, list) and "S256" not in methods:
                     raise OidcError("the identity provider does not support PKCE with S256")
@@ -479,9 +490,9 @@ class OidcClient:
             if (
                 claim == "email"
                 and claim != self.settings.user_claim
-                and claims.get("email_verified") is False
+                and claims.get("email_verified") is not True
             ):
-                continue  # an unverified address is whatever the user typed
+                continue  # an unverified (or unstated) address is whatever the user typed
             try:
                 user_id = canonical(value)
             except IdentityError as exc:

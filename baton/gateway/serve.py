@@ -26,6 +26,8 @@ def server(client: BatonClient, settings: GatewaySettings) -> uvicorn.Server:
         log_config=None,
         server_header=False,
         lifespan="on",
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     return uvicorn.Server(config)
 
@@ -33,7 +35,9 @@ def server(client: BatonClient, settings: GatewaySettings) -> uvicorn.Server:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0: any free port; read it back with ``getsockname``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Named as TCP so asyncio sets TCP_NODELAY on each accepted connection: without it every
+    # response on a kept-alive connection waits ~40 ms for a delayed ACK (Nagle's algorithm).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)

@@ -27,6 +27,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 COOKIE = "baton_session"
+FORM_EXPIRED = "This form is out of date or did not come from this site: reload the page and try again."
 CSRF_FIELD = "csrf"
 MAX_COOKIE = 3800
 """Browsers keep cookies up to ~4 KB; a session never needs more (flash messages are trimmed)."""

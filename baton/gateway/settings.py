@@ -48,7 +48,7 @@ class GatewaySettings:
         auditor_roles: roles that may read any case and its audit trail
             (``BATON_GATEWAY_AUDITOR_ROLES``, default ``auditor``).
         temporal_ui_url: the Temporal UI the auditor's links point at (``BATON_TEMPORAL_UI_URL``).
-        trace_url: a link template for a case's trace, ``{trace_id}`` filled in
+        trace_url: a link template for a case's trace, ``{case_id}`` filled in
             (``BATON_TRACE_URL``, e.g. ``http://jaeger:16686/trace/{trace_id}``); empty: no link.
         codec_origins: origins whose pages may call the codec endpoint with credentials
             (``BATON_GATEWAY_CODEC_ORIGINS``, default the Temporal UI's origin).
@@ -63,6 +63,9 @@ class GatewaySettings:
     trace_url: str = ""
     codec_origins: tuple[str, ...] = ()
     oidc: OidcSettings | None = None
+    trusted_proxies: str = "127.0.0.1"
+    """Addresses whose ``X-Forwarded-For`` names the client (``BATON_GATEWAY_TRUSTED_PROXIES``):
+    the TLS proxy in front, so login throttling counts people, not the proxy."""
 
     @property
     def secure_cookies(self) -> bool:
@@ -128,6 +131,7 @@ class GatewaySettings:
             trace_url=env.get("BATON_TRACE_URL", "").strip(),
             codec_origins=tuple(o for o in origins if o),
             oidc=OidcSettings.from_env(env, redirect_uri=public_url + "/login/callback"),
+            trusted_proxies=env.get("BATON_GATEWAY_TRUSTED_PROXIES", "").strip() or "127.0.0.1",
         )
 
 

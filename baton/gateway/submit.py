@@ -18,7 +18,7 @@ from baton.contracts import resolve_contract
 from baton.errors import BatonError, CaseInputError
 from baton.gateway.context import Gateway
 from baton.gateway.forms import form_fields, read_form
-from baton.gateway.sessions import csrf_ok, flash
+from baton.gateway.sessions import FORM_EXPIRED, csrf_ok, flash
 
 
 def routes(gw: Gateway) -> list[Route]:
@@ -42,7 +42,7 @@ def routes(gw: Gateway) -> list[Route]:
         try:
             snapshot = gw.client.load(process)
         except BatonError as exc:
-            return gw.error(request, "Process unavailable", str(exc), status=500)
+            return gw.error(request, "Process unavailable", str(exc), status=503)
         fields = form_fields(resolve_contract(snapshot.spec.input))
         values: dict[str, str] = {}
         problems: list[str] = []
@@ -50,19 +50,18 @@ def routes(gw: Gateway) -> list[Route]:
             form = await request.form()
             values = {k: str(v) for k, v in form.items() if isinstance(v, str)}
             if not csrf_ok(request.session, form.get("csrf")):
-                problems.append("the form expired or did not come from this site: submit it again")
-            else:
-                case, problems = read_form(fields, values)
-                if not problems:
-                    try:
-                        case_id = await gw.client.start_case(snapshot, case, submitted_by=me.id)
-                    except CaseInputError as exc:
-                        problems = exc.problems
-                    except BatonError as exc:
-                        problems = [str(exc)]
-                    else:
-                        flash(request.session, "ok", f"Case {case_id} started.")
-                        return RedirectResponse(f"/cases/{quote(case_id, safe='')}", status_code=303)
+                return gw.error(request, "Form expired", FORM_EXPIRED, status=403)
+            case, problems = read_form(fields, values)
+            if not problems:
+                try:
+                    case_id = await gw.client.start_case(snapshot, case, submitted_by=me.id)
+                except CaseInputError as exc:
+                    problems = exc.problems
+                except BatonError as exc:
+                    problems = [str(exc)]
+                else:
+                    flash(request.session, "ok", f"Case {case_id} started.")
+                    return RedirectResponse(f"/cases/{quote(case_id, safe='')}", status_code=303)
         return gw.render(
             request,
             "submit.html",
