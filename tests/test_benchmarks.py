@@ -86,3 +86,17 @@ def test_parallel_reviewers_reads_every_variant() -> None:
         assert f"  {variant} " in out, variant
     assert out.count("critical path p50") == 3
     assert out.count("function began in the worker") == 3
+
+
+def test_gateway_logs_in_lists_and_approves_over_http() -> None:
+    port = free_port()
+    gateway = next(p for p in range(port + 1, port + 37) if bindable(p))
+    out = run(
+        "gateway.py", "--cases", "4", "--sample", "2", "--inbox-runs", "2",
+        "--port", str(port), "--gateway-port", str(gateway),
+    )  # fmt: skip
+    assert "`GET /` inbox, 4 waiting** (page 1 of 1, 4 rows; n = 2" in out
+    assert "through the gateway**, n = 2 |" in out
+    assert "direct (no gateway), n = 2 |" in out
+    for row in ("click Approve → case closed", "approve → case closed, direct", "gateway RSS", "machine: "):
+        assert row in out, row

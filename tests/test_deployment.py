@@ -15,7 +15,7 @@ SERVICES = COMPOSE["services"]
 
 
 def test_compose_has_the_services_the_readme_promises() -> None:
-    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "jaeger", "worker"}
+    assert set(SERVICES) == {"postgresql", "temporal", "temporal-ui", "jaeger", "worker", "gateway"}
     assert SERVICES["temporal"]["environment"]["DB"].startswith("postgres")
     assert "7233:7233" in SERVICES["temporal"]["ports"]
     assert "4318:4318" in SERVICES["jaeger"]["ports"]
@@ -45,3 +45,18 @@ def test_every_variable_the_worker_needs_is_set_and_read() -> None:
     grace = float(env["BATON_SHUTDOWN_GRACE_SECONDS"])
     stop = float(SERVICES["worker"]["stop_grace_period"].rstrip("s"))
     assert stop > grace  # compose waits longer than the worker drains
+
+
+def test_gateway_service_runs_baton_serve_beside_the_worker() -> None:
+    gateway = SERVICES["gateway"]
+    assert gateway["build"] == "."
+    args = build_parser().parse_args(gateway["command"][1:])
+    assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8300)
+    assert "8300:8300" in gateway["ports"]
+    env = gateway["environment"]
+    assert env["TEMPORAL_ADDRESS"] == SERVICES["worker"]["environment"]["TEMPORAL_ADDRESS"]
+    assert env["BATON_APP"] == SERVICES["worker"]["environment"]["BATON_APP"]  # the same app and queue
+    assert env["BATON_AUDIT_DSN"] == SERVICES["worker"]["environment"]["BATON_AUDIT_DSN"]  # verifies that log
+    ui = SERVICES["temporal-ui"]["environment"]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == "http://localhost:8300/codec"
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
