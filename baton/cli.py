@@ -265,7 +265,7 @@ async def cmd_pending(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 [
-                    {**asdict(c, dict_factory=_without_execution), "age_seconds": round(c.age_seconds)}
+                    {**asdict(c, dict_factory=_without_memo), "age_seconds": round(c.age_seconds)}
                     for c in cases
                 ],
                 default=str,
@@ -299,9 +299,9 @@ def _age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-def _without_execution(items: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A pending line as JSON shows it: without the visibility record it was read from."""
-    return {k: v for k, v in items if k != "execution"}
+def _without_memo(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A pending line as JSON shows it: without the raw memo it was read from."""
+    return {k: v for k, v in items if k != "memo"}
 
 
 async def cmd_audit(args: argparse.Namespace) -> int:
