@@ -407,3 +407,22 @@ def test_action_fields_match_within_tolerance_and_by_type() -> None:
     assert case.expect.action_mismatches({"amount": 10.5, "full": True, "who": "C"}) == []
     assert case.expect.action_mismatches({"amount": 10.51, "full": 1, "who": "C"}) == ["amount", "full"]
     assert case.expect.action_mismatches(None) == ["amount", "full", "who"]
+
+
+def test_after_names_an_earlier_case(tmp_path):
+    good = (
+        '{"id": "first", "case": {}, "expect": {"outcome": "actioned"}}\n'
+        '{"id": "again", "case": {}, "expect": {"outcome": "rejected"}, "after": "first"}\n'
+    )
+    path = tmp_path / "ok.jsonl"
+    path.write_text(good)
+    assert [c.after for c in load_cases(path)] == [None, "first"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"id": "again", "case": {}, "expect": {"outcome": "rejected"}, "after": "later"}\n'
+        '{"id": "later", "case": {}, "expect": {"outcome": "actioned"}}\n'
+    )
+    with pytest.raises(
+        BatonUsageError, match=r"bad.jsonl:1: after: 'later' is not a case on an earlier line"
+    ):
+        load_cases(bad)

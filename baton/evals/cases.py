@@ -95,6 +95,11 @@ class EvalCase(BaseModel):
     expect: Expectation
     human: list[Person] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+    after: str | None = Field(
+        default=None,
+        description="A case that must finish first in the same arm (a repeated refund on one order "
+        "depends on the first); every other case is independent and may run at once.",
+    )
 
 
 def load_cases(path: str | Path) -> list[EvalCase]:
@@ -129,6 +134,8 @@ def load_cases(path: str | Path) -> list[EvalCase]:
         if case.id in first_line:
             problems.append(f"{path}:{number}: id {case.id!r} repeats line {first_line[case.id]}")
             continue
+        if case.after is not None and case.after not in first_line:
+            problems.append(f"{path}:{number}: after: {case.after!r} is not a case on an earlier line")
         first_line[case.id] = number
         cases.append(case)
     if problems:
