@@ -15,11 +15,13 @@ import getpass
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from baton import auditlog, search, telemetry, traces
 from baton.app import App
@@ -32,6 +34,9 @@ from baton.safetext import printable
 from baton.settings import Settings
 from baton.show import format_casefile
 from baton.spec.diagram import mermaid
+
+if TYPE_CHECKING:
+    from baton.evals.report import Report
 
 VERDICTS: dict[str, Verdict] = {
     "approve": "approve",
@@ -502,6 +507,103 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def cmd_eval(args: argparse.Namespace) -> int:
+    """Measure a process against its baselines on its labelled cases (see :mod:`baton.evals.runner`).
+
+    Everything the command reads is checked before anything starts (the case file with its
+    line numbers, the process, the arms, the fault kinds, ``--fail-if`` and ``--compare``),
+    so a typo costs a second, not a half-run eval.
+    """
+    from baton.evals.cases import load_cases
+    from baton.evals.inject import FAULTS, choose
+    from baton.evals.progress import ProgressLine
+    from baton.evals.records import ARMS, Arm
+    from baton.evals.render import deltas_table, table
+    from baton.evals.report import FIGURES, ArmFigures, Report, compare, fail_if
+    from baton.evals.runner import RUNS_FILE, load_options, load_single, options_path, run_eval
+
+    app = _app(args, required=True)
+    assert app is not None
+    cases = load_cases(args.cases)
+    options = load_options(options_path(args.cases))
+    single = load_single(args.single) if args.single else None
+    arms: list[Arm] = []
+    for name in (a.strip() for a in args.arms.split(",") if a.strip()):
+        if name not in ARMS:
+            raise BatonUsageError(f"--arms: unknown arm {name!r} (arms: {', '.join(ARMS)})")
+        arms.append(name)
+    kinds = [k.strip() for k in (args.inject_kinds or "").split(",") if k.strip()] or list(FAULTS)
+    choose([c.id for c in cases], args.inject, kinds, args.seed)  # refuses a bad rate or kind now
+    previous = Report.from_json(_read_text(args.compare), source=args.compare) if args.compare else None
+    app.resolve_process(args.process)
+    out = Path(args.out) if args.out else Settings.for_app(app).home / "eval" / args.process
+    if args.fail_if:  # a bad expression fails now, on a report of the same shape with zero figures
+        zero = ArmFigures.model_validate(dict.fromkeys(FIGURES, 0))
+        fail_if(Report(process=args.process, generated_at=datetime.now(UTC), arms=dict.fromkeys(arms, zero),
+                       labels={}, disagreements={}), args.fail_if)  # fmt: skip
+    progress = ProgressLine()
+    try:
+        report, _ = await run_eval(
+            app,
+            args.process,
+            cases,
+            out_dir=out,
+            arms=arms,
+            inject_rate=args.inject,
+            inject_kinds=kinds,
+            seed=args.seed,
+            concurrency=args.concurrency,
+            single=single,
+            options=options,
+            use_existing_server=args.no_server,
+            fake_llm=not args.real_llm,
+            progress=progress,
+        )
+    except asyncio.CancelledError:
+        progress.close()
+        print(f"baton: interrupted; the partial report of what finished is in {out}", file=sys.stderr)
+        raise
+    progress.close()
+    print(report.to_json() if args.json else table(report), end="" if args.json else "\n")
+    if args.json:
+        print()
+    if previous is not None:
+        print(deltas_table(compare(report, previous)), end="", file=sys.stderr if args.json else sys.stdout)
+    print(f"runs: {out / RUNS_FILE}\nreport: {out / 'report.json'}, {out / 'report.html'}, "
+          f"{out / 'chart.svg'}", file=sys.stderr)  # fmt: skip
+    if args.fail_if and fail_if(report, args.fail_if):
+        print(
+            f"baton: --fail-if {args.fail_if!r} holds: {_figures_used(report, args.fail_if)}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BatonUsageError(f"{path}: cannot read: {exc}") from None
+
+
+def _figures_used(report: Report, expression: str) -> str:
+    """The figures a ``--fail-if`` expression names, with their values: why the gate closed."""
+    from baton.evals.report import FIGURES
+
+    found = []
+    for arm, figures in report.arms.items():
+        for figure in FIGURES:
+            if re.search(rf"\barms\.{arm}\.{figure}\b", expression):
+                found.append(f"arms.{arm}.{figure} = {getattr(figures, figure)}")
+    governed = report.arms.get("governed")
+    for figure in FIGURES:
+        if governed is not None and re.search(rf"(?<![.\w]){figure}\b", expression):
+            found.append(f"{figure} = {getattr(governed, figure)}")
+    if re.search(r"(?<![.\w])disagreements\b", expression):
+        found.append(f"disagreements = {len(report.disagreements)}")
+    return ", ".join(found) or "(no figure named)"
+
+
 async def cmd_seed(args: argparse.Namespace) -> int:
     from baton.app import AppContext
 
@@ -614,6 +716,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8300, help="port to listen on (default 8300)")
     demo = add("demo", cmd_demo, "run the app's demo scenario on the embedded dev server")
     demo.add_argument("--no-server", action="store_true", help="use the server at $TEMPORAL_ADDRESS")
+    ev = add("eval", cmd_eval, "measure a process against baselines on labelled cases (issue #16)")
+    ev.add_argument("process", help="a process of the app, e.g. refund-request")
+    ev.add_argument(
+        "--cases", required=True, help="the labelled case set (JSONL); options in CASES.eval.yaml"
+    )
+    ev.add_argument(
+        "--arms", default="governed,unchecked,single", help="comma-separated (default: all three)"
+    )
+    ev.add_argument(
+        "--inject", type=float, default=0.0, metavar="RATE", help="share of cases to corrupt, 0..1"
+    )
+    ev.add_argument("--inject-kinds", help="comma-separated fault kinds (default: every built-in one)")
+    ev.add_argument("--seed", type=int, default=0, help="which cases get which fault (default 0)")
+    ev.add_argument("--concurrency", type=int, default=8, help="cases at once per arm (default 8)")
+    ev.add_argument("--out", help="output folder (default: <home>/eval/<process>); a rerun resumes it")
+    ev.add_argument("--single", metavar="FILE.yaml", help="the single arm's agent (step, provider, prompt)")
+    ev.add_argument("--compare", metavar="previous.json", help="print what moved since that report")
+    ev.add_argument("--fail-if", metavar="EXPR", help="exit 1 when this holds, e.g. 'wrong_actions > 0'")
+    ev.add_argument("--no-server", action="store_true", help="use the server at $TEMPORAL_ADDRESS")
+    ev.add_argument("--real-llm", action="store_true", help="call the real providers, not the stand-in")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
     seed = add("seed", cmd_seed, "create the app's own data (its seed function)")
     seed.add_argument("--reset", action="store_true", help="drop and re-seed it")
 

@@ -4,5 +4,6 @@ The building blocks so far: the labelled case set (:mod:`baton.evals.cases`), wh
 case's run records (:mod:`baton.evals.records`), the report's arithmetic and its
 renderings (:mod:`baton.evals.report`, :mod:`baton.evals.render`), the baseline arms as
 spec transformations (:mod:`baton.evals.arms`) and fault injection at the first handoff
-(:mod:`baton.evals.inject`). The runner that drives the real engine comes next.
+(:mod:`baton.evals.inject`); the runner that drives them on the real engine
+(:mod:`baton.evals.runner`), behind ``baton eval``.
 """
