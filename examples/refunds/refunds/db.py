@@ -1,6 +1,6 @@
 """The reference process's business data: orders, customers and the refund ledger.
 
-An embedded SQLite file, created and seeded by the project itself (60 orders,
+An embedded SQLite file, created and seeded by the project itself (150 orders,
 with edge cases the demo and tests name by id). Dates are relative to the
 moment of seeding so refund windows stay meaningful.
 """
@@ -79,7 +79,7 @@ FIXTURES = [
 
 CATEGORIES = ["apparel", "electronics", "home", "digital", "final_sale", "books"]
 NAMES = ["Ana", "Ben", "Chloe", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea"]
-ORDER_COUNT = 60
+ORDER_COUNT = 150
 
 
 def cents(amount: float) -> int:
