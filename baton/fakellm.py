@@ -19,8 +19,29 @@ loopback from a script, so tests and the demo exercise the real HTTP path
           json: {...}
         - json: {...}                  # with a Set-Cookie header, as a gateway might send
           set_cookie: "route=a1"
+      single:                          # one reply per case, filled from what the prompt shows
+        - template: {order_id: "{case.order_id}", amount: "{case.requested_amount}",
+                     message: "Refunding {case.requested_amount} to {handoffs.intake.customer_name}."}
+          usage: {prompt_tokens: 900, completion_tokens: 80}
 
 The agent is read from the system message Baton sends ("You are the 'drafter' agent").
+
+A ``template`` reply is a JSON object whose strings may hold ``{case.FIELD}`` and
+``{handoffs.STEP.FIELD}`` placeholders (``FIELD`` may be a dotted path into nested objects).
+They are read from the request's first user message, which is the agent's rendered prompt:
+Baton fills ``$case`` and ``$<step>`` with the JSON of the case and of that step's handoff,
+and nothing else in the message says which JSON is which, so the prompt must label them.
+``{case.…}`` reads the first JSON object after a line that starts with ``Case:`` and
+``{handoffs.STEP.…}`` the first after a line that starts with ``STEP:`` (the label is
+matched ignoring case), so a prompt written for a templated reply says::
+
+    Case: $case
+    Intake: $intake
+
+A placeholder that is the whole string keeps the value's JSON type (``"{case.requested_amount}"``
+answers the number 42.5); one inside a longer string is written as text. A placeholder whose
+value cannot be found (no labelled block, no such field) makes the reply a 500 naming it: this
+is a test double, and a loud failure beats a plausible wrong answer.
 ``GET /v1/fake/stats`` reports connections accepted and requests answered.
 """
 
@@ -43,6 +64,85 @@ from baton.contracts import validation_problems
 from baton.errors import BatonUsageError
 
 AGENT = re.compile(r"You are the '([\w-]+)' agent")
+PLACEHOLDER = re.compile(r"\{(\w+(?:\.[\w-]+)+)\}")
+"""``{case.order_id}``, ``{handoffs.intake.customer_name}``: a dotted path in braces."""
+
+
+class TemplateError(Exception):
+    """A template placeholder that cannot be filled from the request (answered as a 500)."""
+
+
+def labelled_json(text: str, label: str) -> Any:
+    """The first JSON object after a line starting ``label:`` (any case) in ``text``.
+
+    Raises:
+        TemplateError: no such line, or no JSON object after it.
+    """
+    marker = re.search(rf"^[ \t]*{re.escape(label)}[ \t]*:", text, re.IGNORECASE | re.MULTILINE)
+    if marker is None:
+        raise TemplateError(f"the prompt has no line starting {label.capitalize()!r}: to read from")
+    start = text.find("{", marker.end())
+    try:
+        if start < 0:
+            raise ValueError
+        value, _ = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:
+        raise TemplateError(f"no JSON object after the prompt's {label.capitalize()!r}: line") from None
+    return value
+
+
+def placeholder_source(path: str) -> tuple[str, list[str]]:
+    """``case.order_id`` → ``("case", ["order_id"])``; ``handoffs.intake.x`` → ``("intake", ["x"])``.
+
+    Raises:
+        TemplateError: the path starts with neither ``case.`` nor ``handoffs.STEP.``.
+    """
+    root, *rest = path.split(".")
+    if root == "case":
+        return "case", rest
+    if root == "handoffs" and len(rest) >= 2:
+        return rest[0], rest[1:]
+    raise TemplateError(f"unknown placeholder {{{path}}}: use {{case.FIELD}} or {{handoffs.STEP.FIELD}}")
+
+
+def fill_template(template: Any, prompt: str) -> Any:
+    """``template`` with every placeholder filled from the JSON the labelled blocks of ``prompt`` hold.
+
+    Raises:
+        TemplateError: a placeholder names a root other than ``case``/``handoffs``, a block the
+            prompt lacks, or a field its JSON lacks.
+    """
+    blocks: dict[str, Any] = {}
+
+    def value(path: str) -> Any:
+        label, fields = placeholder_source(path)
+        if label not in blocks:
+            blocks[label] = labelled_json(prompt, label)
+        found = blocks[label]
+        for name in fields:
+            if not isinstance(found, dict) or name not in found:
+                raise TemplateError(f"unknown placeholder {{{path}}}: the {label} JSON has no {name!r}")
+            found = found[name]
+        return found
+
+    def fill(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: fill(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [fill(inner) for inner in item]
+        if not isinstance(item, str):
+            return item
+        whole = PLACEHOLDER.fullmatch(item)
+        if whole:
+            return value(whole.group(1))
+        return PLACEHOLDER.sub(lambda m: _text(value(m.group(1))), item)
+
+    return fill(template)
+
+
+def _text(value: Any) -> str:
+    """A filled value inside a longer string: a string as is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 class FakeReply(BaseModel):
@@ -57,18 +157,31 @@ class FakeReply(BaseModel):
     fenced: dict[str, Any] | None = None
     prose: dict[str, Any] | None = None
     raw: str | None = None
+    template: dict[str, Any] | None = None  # plain JSON filled from the request (module docstring)
     usage: dict[str, int] | None = None
     set_cookie: str | None = None  # a Set-Cookie header on this reply, as a gateway might send
 
     @model_validator(mode="after")
     def _one_body(self) -> FakeReply:
-        bodies = [b for b in (self.json_, self.fenced, self.prose, self.raw) if b is not None]
+        bodies = [b for b in (self.json_, self.fenced, self.prose, self.raw, self.template) if b is not None]
         if self.status == 200 and len(bodies) != 1:
-            raise ValueError("a 200 reply needs exactly one of json, fenced, prose, raw")
+            raise ValueError("a 200 reply needs exactly one of json, fenced, prose, raw, template")
+        if self.template is not None:
+            try:
+                for path in PLACEHOLDER.findall(json.dumps(self.template)):
+                    placeholder_source(path)
+            except TemplateError as exc:
+                raise ValueError(f"template: {exc}") from None
         return self
 
-    def content(self) -> str:
-        """The assistant message content this reply sends."""
+    def content(self, prompt: str = "") -> str:
+        """The assistant message content this reply sends; ``prompt`` fills a template.
+
+        Raises:
+            TemplateError: a template placeholder ``prompt`` cannot fill.
+        """
+        if self.template is not None:
+            return json.dumps(fill_template(self.template, prompt))
         if self.json_ is not None:
             return json.dumps(self.json_)
         if self.fenced is not None:
@@ -202,6 +315,11 @@ class FakeLlmServer:
         if reply.status != 200:
             extra = f"Retry-After: {reply.retry_after:g}\r\n" if reply.retry_after is not None else ""
             return reply.status, extra, {"error": {"message": reply.raw or f"scripted {reply.status}"}}
+        prompt = next((m["content"] for m in request.get("messages", []) if m.get("role") == "user"), "")
+        try:
+            content = reply.content(str(prompt))
+        except TemplateError as exc:
+            return 500, "", {"error": {"message": f"fake-llm template for agent {agent!r}: {exc}"}}
         usage = reply.usage or self.script.usage
         cookie = f"Set-Cookie: {reply.set_cookie}\r\n" if reply.set_cookie else ""
         return 200, cookie, {
@@ -209,6 +327,6 @@ class FakeLlmServer:
             "object": "chat.completion",
             "model": request.get("model", "fake"),
             "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": reply.content()}}],
+                         "message": {"role": "assistant", "content": content}}],
             "usage": {**usage, "total_tokens": sum(usage.values())},
         }  # fmt: skip

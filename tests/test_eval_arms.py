@@ -41,7 +41,7 @@ SPECS = {
     "access-board": ACCESS_APP,
 }
 SINGLE = {
-    "refunds": SingleAgent(step="drafter", provider="openai", prompt="processes/prompts/drafter.md"),
+    "refunds": SingleAgent(step="drafter", provider="openai", prompt="processes/prompts/single-agent.md"),
     "access": SingleAgent(step="proposer", provider="openai", prompt="prompts/propose.md"),
 }
 ORDER: dict[str, Any] = {
@@ -132,11 +132,12 @@ def test_a_group_that_only_reviews_is_dropped_and_a_reviewer_a_later_prompt_read
 def test_the_single_arm_is_the_retrieval_then_one_llm_agent(tmp_path: Path) -> None:
     governed = load_spec(REFUNDS_APP.resolve_process("refund-request"))
     spec = single_agent(governed, SINGLE["refunds"], base_dir=REFUNDS_APP.root)
-    assert [s.step for s in spec.flow] == ["intake", "drafter"]
-    assert spec.agents["drafter"].kind == "llm"
-    assert spec.agents["drafter"].output.endswith(":RefundProposal")
-    assert spec.agents["drafter"].prompt_text is not None
-    assert "$intake" in spec.agents["drafter"].prompt_text
+    assert [s.step for s in spec.flow] == ["intake", "drafter"]  # the action reads the drafter step
+    assert [s.agent_name for s in spec.steps()] == ["intake", "single"]  # its agent has a name of its own
+    assert spec.agents["single"].kind == "llm"
+    assert spec.agents["single"].output.endswith(":RefundProposal")
+    assert spec.agents["single"].prompt_text is not None
+    assert "$intake" in spec.agents["single"].prompt_text
     blind = SINGLE["refunds"].model_copy(update={"retrieval": False})
     with pytest.raises(SpecError, match=r"prompt uses \$intake"):  # nothing retrieved to fill it with
         single_agent(governed, blind, base_dir=REFUNDS_APP.root)
@@ -356,7 +357,7 @@ async def test_the_single_arm_runs_unchanged_and_acts_on_a_corrupted_record(
     single = single_agent(governed, SINGLE["refunds"], base_dir=REFUNDS_APP.root)
     case_id = f"solo-{uuid.uuid4().hex[:8]}"
     injector = FaultInjector({case_id: "wrong_customer"}, specs=[single], seed=2)
-    # The app's scripted LLM drafts for ORD-1015 (its first reply breaks the contract and is repaired).
+    # The app's scripted single agent refunds what the case asks, read from the prompt it is sent.
     async with serve_app(REFUNDS_APP, intercepting(env.client, injector), home=tmp_path) as harness:
         await harness.client.start_case(
             snapshot_of(single), refund("ORD-1015", "CUS-011", 42.5), case_id=case_id
@@ -367,3 +368,4 @@ async def test_the_single_arm_runs_unchanged_and_acts_on_a_corrupted_record(
     assert result.path == ["intake", "drafter", "auto", "action"]
     assert result.handoffs["intake"]["customer_id"] != "CUS-011"
     assert result.usage.calls >= 1
+    assert result.handoffs["drafter"]["amount"] == 42.5

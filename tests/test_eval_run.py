@@ -2,7 +2,8 @@
 
 A small refund case set runs through the governed process and its unchecked chain, two of
 its cases with a wrong customer injected at intake. The governed arm commits no wrong
-action and contains both faults; the unchecked chain refunds what it should not.
+action and contains both faults; the unchecked chain refunds what it should not. The
+single arm, answered by the app's scripted naive agent, refunds what every case asks.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from baton.evals.cases import EvalCase, load_cases
 from baton.evals.inject import choose
 from baton.evals.records import Arm, CaseRun
-from baton.evals.runner import FAKE_LLM_NOTE, RUNS_FILE, load_runs, run_eval
+from baton.evals.runner import FAKE_LLM_NOTE, RUNS_FILE, load_options, load_runs, options_path, run_eval
 from tests.conftest import REFUNDS_APP, ROOT
 
 INJECTED = {"auto-1016", "auto-1009"}
@@ -240,3 +241,42 @@ async def test_an_interrupted_eval_leaves_a_partial_report_and_stops_its_cases(
     ]:
         described = await env.client.get_workflow_handle(listed.id).describe()
         assert described.status != WorkflowExecutionStatus.RUNNING
+
+
+async def test_the_single_arm_acts_on_the_scripted_naive_agent_and_prices_its_tokens(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    # The refund app's own eval options: the single agent in the drafter's place, and the prices.
+    options = load_options(options_path(REFUNDS_APP.root / "eval" / "cases.jsonl"), required=True)
+    assert options.single is not None
+    (tmp_path / "cases.jsonl").write_text(CASES)
+    report, runs = await run_eval(
+        REFUNDS_APP,
+        "refund-request",
+        load_cases(tmp_path / "cases.jsonl"),
+        out_dir=tmp_path / "out",
+        arms=("governed", "single"),
+        options=options,
+        concurrency=6,
+        client=env.client,
+        rung_timeout=timedelta(seconds=3),
+    )
+    single = by(runs, "single")
+    assert all(r.outcome != "failed" for r in runs), [r.error for r in runs]
+    # The scripted agent refunds whatever was asked, for every case: the gift card and the wrong
+    # customer's order included, each with the amount filled from its own case.
+    assert all(r.path == ["intake", "drafter", "auto", "action"] for r in single.values())
+    assert {c: r.action["amount"] for c, r in single.items() if r.action} == {
+        "auto-1001": 34.9, "lead-1002": 249.0, "giftcard-1011": 50.0,
+        "wrongcust-1005": 120.0, "auto-1016": 28.5, "auto-1009": 50.0,
+    }  # fmt: skip
+    s = report.arms["single"]
+    assert (s.correct, s.wrong_actions, s.wrong_value) == (3, 3, 249.0 + 50.0 + 120.0)
+    assert report.arms["governed"].wrong_actions == 0
+    assert {r.model for r in single.values()} == {"gpt-4o-mini"}
+    assert s.input_tokens > 0
+    assert s.output_tokens > 0
+    price = options.prices["gpt-4o-mini"]
+    expected = (s.input_tokens * price.input_per_million + s.output_tokens * price.output_per_million) / 1e6
+    assert s.cost == pytest.approx(expected)
+    assert report.arms["governed"].input_tokens == 0  # refund-request's agents are Python: no tokens

@@ -52,6 +52,12 @@ class SingleAgent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     step: str = Field(pattern=IDENTIFIER, description="The step the agent replaces: the action reads it.")
+    agent: str = Field(
+        default="single",
+        pattern=IDENTIFIER,
+        description="The agent's own name (what the system message and a scripted fake LLM know it by); "
+        "its step keeps the replaced step's name.",
+    )
     provider: str = Field(min_length=1, description="A provider of the providers file.")
     model: str | None = Field(default=None, description="Default: the provider's.")
     prompt: str = Field(
@@ -156,13 +162,15 @@ def single_agent(
     handoff, and a fault injected at the first handoff reaches this arm as it reaches the
     others. Without retrieval the agent sees only the case.
 
-    The agent is named after the step it replaces, so the action finds its answer where it
-    reads the governed drafter's (and a scripted fake LLM answers it under that name). The
-    action must read no other handoff: it sees only this agent's and the retrieval's.
+    The agent's step is named after the step it replaces, so the action finds its answer
+    where it reads the governed drafter's; the agent has its own name (``agent.agent``,
+    ``single`` by default), so a scripted fake LLM answers it apart from the governed
+    agent it replaces. The action must read no other handoff: it sees only this agent's
+    and the retrieval's.
 
     Raises:
         BatonUsageError: ``agent.step`` is not a step of ``spec``, or retrieval is asked for
-            but the flow does not start with a plain step.
+            but the flow does not start with a plain step (or its agent has ``agent.agent``'s name).
         SpecError: the rewritten spec does not validate (a prompt that cannot be read or
             names a step this arm lacks, a provider the deployment lacks).
     """
@@ -185,11 +193,11 @@ def single_agent(
                 f"single agent: {spec.process!r} does not start with a plain step to retrieve with; "
                 "set retrieval: false"
             )
-        if first.agent_name == agent.step:
-            raise BatonUsageError(f"single agent: step {agent.step!r} is also the first step's agent")
+        if first.agent_name == agent.agent:
+            raise BatonUsageError(f"single agent: agent {agent.agent!r} is also the first step's agent")
         data["agents"][first.agent_name] = _agent(spec.agents[first.agent_name])
         data["flow"].append(_plain(first, set()))
-    data["agents"][agent.step] = {
+    data["agents"][agent.agent] = {
         "kind": "llm",
         "description": "One LLM agent for the whole task (baton eval's single arm).",
         "prompt": agent.prompt,
@@ -201,7 +209,7 @@ def single_agent(
         "timeouts": {"start_to_close": "120s", "heartbeat": "10s"},
         "retry": {"max_attempts": 5, "initial_interval": "1s", "max_interval": "30s"},
     }
-    data["flow"].append({"step": agent.step, "check_attempts": replaced.check_attempts})
+    data["flow"].append({"step": agent.step, "agent": agent.agent, "check_attempts": replaced.check_attempts})
     data["decide"] = [ACT_ALWAYS]
     return _validated(data, spec.process + SINGLE_SUFFIX, base_dir=base_dir, wiring=wiring)
 
