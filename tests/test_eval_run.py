@@ -22,6 +22,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from activities.llm.providers import load_providers_file
 from baton.evals.cases import EvalCase, load_cases
 from baton.evals.inject import choose
 from baton.evals.records import Arm, CaseRun
@@ -246,7 +247,7 @@ async def test_an_interrupted_eval_leaves_a_partial_report_and_stops_its_cases(
 async def test_the_single_arm_acts_on_the_scripted_naive_agent_and_prices_its_tokens(
     env: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    # The refund app's own eval options: the single agent in the drafter's place, and the prices.
+    # The refund app's own eval options (the single agent in the drafter's place) and prices.
     options = load_options(options_path(REFUNDS_APP.root / "eval" / "cases.jsonl"), required=True)
     assert options.single is not None
     (tmp_path / "cases.jsonl").write_text(CASES)
@@ -276,7 +277,8 @@ async def test_the_single_arm_acts_on_the_scripted_naive_agent_and_prices_its_to
     assert {r.model for r in single.values()} == {"gpt-4o-mini"}
     assert s.input_tokens > 0
     assert s.output_tokens > 0
-    price = options.prices["gpt-4o-mini"]
+    assert "gpt-4o-mini" not in options.prices  # the price list is the providers file's
+    price = load_providers_file(REFUNDS_APP.root / "providers.yaml").prices["gpt-4o-mini"]
     expected = (s.input_tokens * price.input_per_million + s.output_tokens * price.output_per_million) / 1e6
     assert s.cost == pytest.approx(expected)
     assert report.arms["governed"].input_tokens == 0  # refund-request's agents are Python: no tokens

@@ -55,18 +55,32 @@ class ProviderConfig(BaseModel):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
+class ModelPrice(BaseModel):
+    """What a model costs, per million tokens each way: ``baton eval`` turns tokens into cost."""
+
+    model_config = ConfigDict(extra="forbid")
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
 class ProvidersFile(BaseModel):
-    """The providers file."""
+    """The providers file: the providers, and optionally a price table by model name."""
 
     model_config = ConfigDict(extra="forbid")
     providers: dict[str, ProviderConfig]
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
 
 def load_providers(path: str | Path) -> dict[str, ProviderConfig]:
     """Read the providers file; a clear error names the file and field."""
+    return load_providers_file(path).providers
+
+
+def load_providers_file(path: str | Path) -> ProvidersFile:
+    """The whole providers file (providers and prices); a clear error names the file and field."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        return ProvidersFile.model_validate(raw).providers
+        return ProvidersFile.model_validate(raw)
     except OSError as exc:
         raise BatonUsageError(f"providers file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:

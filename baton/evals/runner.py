@@ -38,6 +38,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import Client, WorkflowFailureError
 
+from activities.llm.providers import load_providers_file
 from baton.app import App
 from baton.catalog import Catalog
 from baton.client import BatonClient
@@ -67,13 +68,15 @@ SUBMITTER = "baton-eval"
 class EvalOptions(BaseModel):
     """What an eval declares beside its case set (``cases.eval.yaml`` next to ``cases.jsonl``).
 
-    The providers file has no place for prices (its schema is closed, and prices are a
-    property of the comparison rather than of the deployment), so they live here.
+    Prices come from the providers file's ``prices:`` table; ``prices:`` here overrides it
+    per model (a comparison at another price list).
     """
 
     model_config = ConfigDict(extra="forbid")
     single: SingleAgent | None = Field(default=None, description="The single arm's one agent.")
-    prices: dict[str, Price] = Field(default_factory=dict, description="Per model, per million tokens.")
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="Per model, per million tokens; wins over the providers file's."
+    )
     action_step: str | None = Field(
         default=None,
         description="The step whose handoff the action acts on (default: the single agent's step, "
@@ -249,7 +252,15 @@ async def run_eval(
                 await _run_arm(app, intercepting(temporal, injector), arm, snapshot, context, fake_llm)
     finally:
         # Also on Ctrl-C: the partial report of what finished is written before the interrupt goes on.
-        report = _report(process, context, runs, options, notes, scripted=scripted)
+        report = _report(
+            process,
+            context,
+            runs,
+            options,
+            notes,
+            scripted=scripted,
+            providers=catalog.settings.providers_file,
+        )
         write_outputs(report, runs, out)
     return report, runs
 
@@ -490,9 +501,14 @@ def _report(
     notes: list[str],
     *,
     scripted: bool,
+    providers: Path,
 ) -> Report:
     """The report of ``runs`` with this eval's caveats added to the arithmetic's own notes."""
-    prices: Mapping[str, Mapping[str, float]] = {m: p.model_dump() for m, p in options.prices.items()}
+    listed = load_providers_file(providers).prices
+    prices: Mapping[str, Mapping[str, float]] = {
+        **{m: p.model_dump() for m, p in listed.items()},
+        **{m: p.model_dump() for m, p in options.prices.items()},
+    }
     models = sorted({run.model for run in runs if run.model})
     if scripted:
         note: str | None = FAKE_LLM_NOTE
