@@ -12,6 +12,7 @@ import contextlib
 import re
 import secrets
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,11 @@ import yaml
 
 from baton import signing
 from baton.client import BatonClient
+from baton.gateway.oidc import OidcSettings
 from baton.gateway.passwords import hash_password
 from baton.gateway.serve import bind, server
 from baton.gateway.settings import GatewaySettings
+from baton.settings import Settings
 from baton.signing import DecisionKeys, SigningPolicy
 from tests.conftest import REFUNDS_APP, Running
 
@@ -49,6 +52,31 @@ def accounts_file(directory: Path) -> Path:
     path = directory / "roles.yaml"
     path.write_text(yaml.safe_dump({"users": users}, sort_keys=False))
     return path
+
+
+def gateway_settings(tmp_path: Path) -> Settings:
+    """A test's own files and queue, with local accounts (passwords) in the roles file.
+
+    Gateway test modules return this from their ``settings`` fixture, which ``on_dev`` uses.
+    """
+    return Settings(
+        home=tmp_path,
+        task_queue=f"test-{uuid.uuid4()}",
+        roles_file=accounts_file(tmp_path),
+        providers_file=REFUNDS_APP.root / "providers.yaml",
+    )
+
+
+def oidc_settings(idp: Any, url: str, **more: Any) -> OidcSettings:
+    """The gateway at ``url`` as a client of the test identity provider, roles from its claim."""
+    return OidcSettings(
+        issuer=idp.issuer,
+        client_id=idp.client_id,
+        client_secret=idp.client_secret,
+        redirect_uri=f"{url}/login/callback",
+        roles_claim="roles",
+        **more,
+    )
 
 
 @dataclass

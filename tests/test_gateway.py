@@ -16,24 +16,24 @@ from pathlib import Path
 import httpx
 import pytest
 
-from baton.gateway.oidc import OidcSettings
 from baton.gateway.serve import bind
 from baton.messages import Outcome
 from baton.settings import Settings
-from tests.conftest import REFUNDS_APP, Running
-from tests.gateway_harness import accounts_file, csrf_of, refund_case, running_gateway
+from tests.conftest import Running
+from tests.gateway_harness import (
+    csrf_of,
+    gateway_settings,
+    oidc_settings,
+    refund_case,
+    running_gateway,
+)
 from tests.oidc_idp import TestIdentityProvider
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """This test's own files and queue, with local accounts (passwords) in the roles file."""
-    return Settings(
-        home=tmp_path,
-        task_queue=f"test-{uuid.uuid4()}",
-        roles_file=accounts_file(tmp_path),
-        providers_file=REFUNDS_APP.root / "providers.yaml",
-    )
+    return gateway_settings(tmp_path)
 
 
 async def waiting(baton, case_id: str) -> str:
@@ -165,13 +165,7 @@ async def test_oidc_login_and_wrong_audience(on_dev: Running) -> None:
     sock = bind("127.0.0.1", 0)
     url = f"http://localhost:{sock.getsockname()[1]}"
     async with TestIdentityProvider(redirect_uri=f"{url}/login/callback") as idp:
-        oidc = OidcSettings(
-            issuer=idp.issuer,
-            client_id=idp.client_id,
-            client_secret=idp.client_secret,
-            redirect_uri=f"{url}/login/callback",
-            roles_claim="roles",
-        )
+        oidc = oidc_settings(idp, url)
         async with running_gateway(on_dev, sock=sock, oidc=oidc) as gw, gw.browser() as http:
             idp.next_user = {"preferred_username": "Dana", "name": "Dana Kim", "roles": ["support-manager"]}
             login_page = await http.get("/login")
@@ -309,14 +303,7 @@ async def test_codec_bearer_token_needs_a_role(on_dev: Running, monkeypatch: pyt
     sock = bind("127.0.0.1", 0)
     url = f"http://localhost:{sock.getsockname()[1]}"
     async with TestIdentityProvider(redirect_uri=f"{url}/login/callback") as idp:
-        oidc = OidcSettings(
-            issuer=idp.issuer,
-            client_id=idp.client_id,
-            client_secret=idp.client_secret,
-            redirect_uri=f"{url}/login/callback",
-            roles_claim="roles",
-            access_audience=idp.access_audience,
-        )
+        oidc = oidc_settings(idp, url, access_audience=idp.access_audience)
         body = {
             "payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()}, "data": "IjEi"}]
         }

@@ -15,20 +15,25 @@ import asyncio
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from baton.client import BatonClient
-from baton.gateway.oidc import OidcSettings
 from baton.gateway.serve import bind
 from baton.messages import Outcome
 from baton.settings import Settings
 from tests import browser
-from tests.conftest import REFUNDS_APP, ROOT, Running
-from tests.gateway_harness import PASSWORD, Gateway, accounts_file, refund_case, running_gateway
+from tests.conftest import ROOT, Running
+from tests.gateway_harness import (
+    PASSWORD,
+    Gateway,
+    gateway_settings,
+    oidc_settings,
+    refund_case,
+    running_gateway,
+)
 from tests.oidc_idp import TestIdentityProvider
 
 chromium = browser.chromium  # the session's headless Chromium (a fixture, found here by its name)
@@ -40,12 +45,7 @@ DESKTOP = {"width": 1200, "height": 800}
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """This test's own files and queue, with local accounts (passwords) in the roles file."""
-    return Settings(
-        home=tmp_path,
-        task_queue=f"test-{uuid.uuid4()}",
-        roles_file=accounts_file(tmp_path),
-        providers_file=REFUNDS_APP.root / "providers.yaml",
-    )
+    return gateway_settings(tmp_path)
 
 
 async def waiting(baton: BatonClient, case_id: str, *, other_than: str = "") -> str:
@@ -366,13 +366,7 @@ async def test_sso_login_and_a_token_for_another_audience(on_dev: Running, chrom
     sock = bind("127.0.0.1", 0)
     url = f"http://localhost:{sock.getsockname()[1]}"
     async with TestIdentityProvider(redirect_uri=f"{url}/login/callback") as idp:
-        oidc = OidcSettings(
-            issuer=idp.issuer,
-            client_id=idp.client_id,
-            client_secret=idp.client_secret,
-            redirect_uri=f"{url}/login/callback",
-            roles_claim="roles",
-        )
+        oidc = oidc_settings(idp, url)
         async with running_gateway(on_dev, sock=sock, oidc=oidc) as gw:
             case_id = await start(gw, "ORD-1006", "CUS-006", 310.0)  # waits on a support lead
             context = await person(chromium, gw)

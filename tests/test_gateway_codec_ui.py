@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import os
 import socket
-import uuid
 from pathlib import Path
 
 import pytest
@@ -30,8 +29,8 @@ from baton.gateway.serve import bind
 from baton.scenario import wait_for_approval
 from baton.settings import Settings
 from tests.browser import chromium  # noqa: F401 (the fixture)
-from tests.conftest import REFUNDS_APP, Running
-from tests.gateway_harness import PASSWORD, accounts_file, refund_case, running_gateway
+from tests.conftest import Running
+from tests.gateway_harness import PASSWORD, gateway_settings, refund_case, running_gateway
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +46,7 @@ def free_port() -> int:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """This test's own files and queue, with local accounts (passwords) in the roles file."""
-    return Settings(
-        home=tmp_path,
-        task_queue=f"test-{uuid.uuid4()}",
-        roles_file=accounts_file(tmp_path),
-        providers_file=REFUNDS_APP.root / "providers.yaml",
-    )
+    return gateway_settings(tmp_path)
 
 
 async def use_codec_with_credentials(page: Page, ui: str, endpoint: str) -> None:

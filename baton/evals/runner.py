@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -58,6 +59,7 @@ from baton.spec.models import GroupSpec
 from baton.testing import serve_app, start_dev_server
 
 Progress = Callable[[Arm, int, int], None]
+_Model = TypeVar("_Model", bound=BaseModel)
 """Told ``(arm, finished, total)`` after each case of an arm ends (and once as the arm starts)."""
 
 RUNS_FILE = "runs.jsonl"
@@ -99,15 +101,7 @@ def load_options(path: str | Path, *, required: bool = False) -> EvalOptions:
     source = Path(path)
     if not source.exists() and not required:
         return EvalOptions()
-    try:
-        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-        return EvalOptions.model_validate(raw or {})
-    except OSError as exc:
-        raise BatonUsageError(f"{source}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise BatonUsageError(f"{source}: {exc}") from None
-    except ValidationError as exc:
-        raise BatonUsageError(f"{source}: " + "; ".join(validation_problems(exc))) from None
+    return _read_yaml_model(source, EvalOptions, where=str(source))
 
 
 def load_single(path: str | Path) -> SingleAgent:
@@ -116,16 +110,20 @@ def load_single(path: str | Path) -> SingleAgent:
     Raises:
         BatonUsageError: the file is unreadable or not such an agent (fields named).
     """
-    source = Path(path)
+    return _read_yaml_model(Path(path), SingleAgent, where=f"--single {path}")
+
+
+def _read_yaml_model(source: Path, model: type[_Model], *, where: str) -> _Model:
+    """A YAML file read as ``model``; every way it can be wrong is one line naming ``where``."""
     try:
         raw = yaml.safe_load(source.read_text(encoding="utf-8"))
-        return SingleAgent.model_validate(raw or {})
+        return model.model_validate(raw or {})
     except OSError as exc:
-        raise BatonUsageError(f"--single {source}: {exc.strerror}") from None
+        raise BatonUsageError(f"{where}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise BatonUsageError(f"--single {source}: {exc}") from None
+        raise BatonUsageError(f"{where}: {exc}") from None
     except ValidationError as exc:
-        raise BatonUsageError(f"--single {source}: " + "; ".join(validation_problems(exc))) from None
+        raise BatonUsageError(f"{where}: " + "; ".join(validation_problems(exc))) from None
 
 
 def load_runs(path: Path, *, create: bool = False) -> tuple[list[CaseRun], int]:
