@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from refunds.db import RefundsDB
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
 
 from baton import search
 from baton.app import App
@@ -57,6 +58,7 @@ from baton.connection import connect
 from baton.devserver import DevServer, port_open
 from baton.settings import Settings
 from baton.signing import KEYS_VARIABLE, REQUIRE_VARIABLE
+from baton.spec import SpecSnapshot
 from workflows.governed import CHECK_SUBMISSION, SIGNING_PATCH
 
 PORT = 7391
@@ -82,6 +84,32 @@ def seed_orders(db: RefundsDB, count: int) -> list[str]:
     ids = [f"ORD-{200000 + n}" for n in range(count)]
     db.add_orders({oid: 100 + n % 300 for n, oid in enumerate(ids)}, days_ago=3)
     return ids
+
+
+async def park_batch(v: Variant, spec: SpecSnapshot, batch: int) -> None:
+    """Start the variant's next 100 cases, one per seeded order, each to wait for a support lead."""
+    v.ids += await asyncio.gather(
+        *(
+            v.baton.start_case(
+                spec,
+                {
+                    "order_id": o,
+                    "customer_id": "CUS-001",
+                    "requested_amount": 100 + (batch + i) % 300,
+                    "reason": "defective",
+                },
+                submitted_by="bench",
+            )
+            for i, o in enumerate(v.orders[batch : batch + 100])
+        )
+    )
+
+
+async def wait_parked(temporal: Client, total: int) -> None:
+    """Until ``total`` cases wait on a support lead (visibility catches up)."""
+    query = f"{search.STAGE.name} = '{search.AWAITING}' AND {search.AWAITING_ROLE.name} = 'support-lead'"
+    while (await temporal.count_workflows(query)).count < total:
+        await asyncio.sleep(1)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -249,24 +277,8 @@ async def main(cases: int, sample: int, port: int = PORT, signed: bool = False) 
         started = time.perf_counter()
         for batch in range(0, cases, 100):
             for v in variants:
-                v.ids += await asyncio.gather(
-                    *(
-                        v.baton.start_case(
-                            spec,
-                            {
-                                "order_id": o,
-                                "customer_id": "CUS-001",
-                                "requested_amount": 100 + (batch + i) % 300,
-                                "reason": "defective",
-                            },
-                            submitted_by="bench",
-                        )
-                        for i, o in enumerate(v.orders[batch : batch + 100])
-                    )
-                )
-        query = f"{search.STAGE.name} = '{search.AWAITING}' AND {search.AWAITING_ROLE.name} = 'support-lead'"
-        while (await temporal.count_workflows(query)).count < total:
-            await asyncio.sleep(1)
+                await park_batch(v, spec, batch)
+        await wait_parked(temporal, total)
         parked = time.perf_counter() - started
         await asyncio.sleep(5)  # let the workers settle (notifications, cache)
         rss = [v.rss() for v in variants]

@@ -69,9 +69,11 @@ from benchmarks.approvals import (
     SIGNING_VARIABLES,
     Variant,
     approve_one,
+    park_batch,
     percentile,
     rss_mb,
     seed_orders,
+    wait_parked,
 )
 from benchmarks.overhead import cpu_seconds
 
@@ -264,24 +266,8 @@ async def main(cases: int, sample: int, runs: int, port: int, gateway_port: int)
         spec = baton.load("refund-request")
         started = time.perf_counter()
         for batch in range(0, cases, 100):
-            bench.ids += await asyncio.gather(
-                *(
-                    baton.start_case(
-                        spec,
-                        {
-                            "order_id": o,
-                            "customer_id": "CUS-001",
-                            "requested_amount": 100 + (batch + i) % 300,
-                            "reason": "defective",
-                        },
-                        submitted_by="bench",
-                    )
-                    for i, o in enumerate(bench.orders[batch : batch + 100])
-                )
-            )
-        query = f"{search.STAGE.name} = '{search.AWAITING}' AND {search.AWAITING_ROLE.name} = 'support-lead'"
-        while (await temporal.count_workflows(query)).count < cases:
-            await asyncio.sleep(1)
+            await park_batch(bench, spec, batch)
+        await wait_parked(temporal, cases)
         parked = time.perf_counter() - started
         await asyncio.sleep(5)  # let the worker settle (notifications, cache)
         machine_load.append(load())

@@ -144,6 +144,27 @@ async def running_gateway(
         signing.install(SigningPolicy())
 
 
+async def waiting(baton: BatonClient, case_id: str, *, other_than: str = "") -> str:
+    """Wait until the case waits on a person with a proposal (not ``other_than``); its digest."""
+    for _ in range(300):
+        status = await baton.status(case_id)
+        awaiting = status.awaiting
+        if awaiting is not None and awaiting.proposal and awaiting.proposal != other_than:
+            return str(awaiting.proposal)
+        assert status.outcome is None, f"{case_id} ended {status.outcome} instead of waiting"
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{case_id} never waited on a person")
+
+
+async def start(
+    gw: Gateway, order: str, customer: str, amount: float, *, process: str = "refund-request"
+) -> str:
+    """A refund case submitted by bob, once it waits on a person."""
+    case_id = await gw.baton.start_case(process, refund_case(order, customer, amount), submitted_by="bob")
+    await waiting(gw.baton, case_id)
+    return case_id
+
+
 def refund_case(order: str, customer: str, amount: float, reason: str = "defective") -> dict[str, Any]:
     """A refund-request case."""
     return {"order_id": order, "customer_id": customer, "requested_amount": amount, "reason": reason}

@@ -7,7 +7,6 @@ pages in Chromium; these check what a browser hides: statuses, headers, cookies,
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import uuid
@@ -24,8 +23,9 @@ from tests.gateway_harness import (
     csrf_of,
     gateway_settings,
     oidc_settings,
-    refund_case,
     running_gateway,
+    start,
+    waiting,
 )
 from tests.oidc_idp import TestIdentityProvider
 
@@ -36,22 +36,9 @@ def settings(tmp_path: Path) -> Settings:
     return gateway_settings(tmp_path)
 
 
-async def waiting(baton, case_id: str) -> str:
-    """Wait until the case waits on a person; its proposal digest."""
-    for _ in range(200):
-        status = await baton.status(case_id)
-        if status.awaiting is not None and status.awaiting.proposal:
-            return str(status.awaiting.proposal)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{case_id} never waited on a person")
-
-
 async def test_login_inbox_case_page_and_approve(on_dev: Running) -> None:
     async with running_gateway(on_dev) as gw:
-        case_id = await gw.baton.start_case(
-            "refund-request", refund_case("ORD-1002", "CUS-002", 249.0), submitted_by="bob"
-        )
-        await waiting(gw.baton, case_id)
+        case_id = await start(gw, "ORD-1002", "CUS-002", 249.0)
         async with gw.browser() as http:
             assert (await http.get("/")).headers["location"] == "/login"
             response = await gw.login(http, "alice")
@@ -105,9 +92,7 @@ async def test_post_without_csrf_refused_and_headers(
 ) -> None:
     caplog.set_level(logging.INFO, logger="baton.gateway.requests")
     async with running_gateway(on_dev) as gw:
-        case_id = await gw.baton.start_case(
-            "refund-request", refund_case("ORD-1002", "CUS-002", 249.0), submitted_by="bob"
-        )
+        case_id = await start(gw, "ORD-1002", "CUS-002", 249.0)
         proposal = await waiting(gw.baton, case_id)
         async with gw.browser() as http:
             await gw.login(http, "alice")
@@ -136,10 +121,7 @@ async def test_post_without_csrf_refused_and_headers(
 
 async def test_others_cannot_see_a_case(on_dev: Running) -> None:
     async with running_gateway(on_dev) as gw:
-        case_id = await gw.baton.start_case(
-            "refund-request", refund_case("ORD-1002", "CUS-002", 249.0), submitted_by="bob"
-        )
-        await waiting(gw.baton, case_id)
+        case_id = await start(gw, "ORD-1002", "CUS-002", 249.0)
         async with gw.browser() as http:
             await gw.login(http, "carol")  # finance: the case waits on support-lead
             assert (await http.get(f"/cases/{case_id}")).status_code == 404
@@ -264,9 +246,7 @@ async def test_codec_endpoint_needs_a_session_with_a_role(
 
 async def test_auditor_searches_by_decider_and_sees_a_cut_log(on_dev: Running) -> None:
     async with running_gateway(on_dev) as gw:
-        case_id = await gw.baton.start_case(
-            "refund-request", refund_case("ORD-1002", "CUS-002", 249.0), submitted_by="bob"
-        )
+        case_id = await start(gw, "ORD-1002", "CUS-002", 249.0)
         proposal = await waiting(gw.baton, case_id)
         await gw.baton.approve(case_id, approver="alice", proposal=proposal)
         await gw.baton.result(case_id)
@@ -323,9 +303,7 @@ async def test_codec_bearer_token_needs_a_role(on_dev: Running, monkeypatch: pyt
 
 async def test_refusals_that_give_nothing_away(on_dev: Running) -> None:
     async with running_gateway(on_dev) as gw:
-        case_id = await gw.baton.start_case(
-            "refund-request", refund_case("ORD-1002", "CUS-002", 249.0), submitted_by="bob"
-        )
+        case_id = await start(gw, "ORD-1002", "CUS-002", 249.0)
         proposal = await waiting(gw.baton, case_id)
         async with gw.browser() as http:
             await gw.login(http, "carol")  # finance: the case waits on a support lead

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
-from baton.client import BatonClient
 from baton.gateway.serve import bind
 from baton.messages import Outcome
 from baton.settings import Settings
@@ -33,6 +32,8 @@ from tests.gateway_harness import (
     oidc_settings,
     refund_case,
     running_gateway,
+    start,
+    waiting,
 )
 from tests.oidc_idp import TestIdentityProvider
 
@@ -46,18 +47,6 @@ DESKTOP = {"width": 1200, "height": 800}
 def settings(tmp_path: Path) -> Settings:
     """This test's own files and queue, with local accounts (passwords) in the roles file."""
     return gateway_settings(tmp_path)
-
-
-async def waiting(baton: BatonClient, case_id: str, *, other_than: str = "") -> str:
-    """Wait until the case waits on a person with a proposal (not ``other_than``); its digest."""
-    for _ in range(300):
-        status = await baton.status(case_id)
-        awaiting = status.awaiting
-        if awaiting is not None and awaiting.proposal and awaiting.proposal != other_than:
-            return str(awaiting.proposal)
-        assert status.outcome is None, f"{case_id} ended {status.outcome} instead of waiting"
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{case_id} never waited on a person")
 
 
 async def person(engine: Browser, gw: Gateway, **options: object) -> BrowserContext:
@@ -100,15 +89,6 @@ def drafter_field(page: Page, name: str) -> Locator:
     """The value of one field of the drafter's RefundProposal on a case page."""
     section = page.locator("section.handoff").filter(has_text="RefundProposal")
     return section.locator(f"dt:text-is('{name}') + dd")
-
-
-async def start(
-    gw: Gateway, order: str, customer: str, amount: float, *, process: str = "refund-request"
-) -> str:
-    """A refund case submitted by bob, once it waits on a person."""
-    case_id = await gw.baton.start_case(process, refund_case(order, customer, amount), submitted_by="bob")
-    await waiting(gw.baton, case_id)
-    return case_id
 
 
 async def test_approver_logs_in_reviews_and_approves(on_dev: Running, chromium: Browser) -> None:

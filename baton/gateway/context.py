@@ -73,22 +73,33 @@ class Gateway:
         self.templates.filters["when"] = _when
 
     def user(self, request: Request) -> User | None:
-        """Who is signed in, or None (a session whose account is gone or changed is ended)."""
+        """Who is signed in, or None (a session whose account is gone or changed is ended).
+
+        Worked out once per request (a handler and its page both ask), and again only if the
+        session changed hands in between.
+        """
         session = request.session
         user_id = session.get("user")
         if not isinstance(user_id, str):
             return None
+        known: User | None = getattr(request.state, "baton_user", None)
+        if known is not None and known.id == user_id:
+            return known
+        found = self._user(session, user_id)
+        request.state.baton_user = found
+        return found
+
+    def _user(self, session: dict[str, Any], user_id: str) -> User | None:
+        claimed = session.get("roles")
+        if session.get("src") != "local" and isinstance(claimed, list):  # roles from the SSO claim
+            return User(user_id, str(session.get("name") or user_id), frozenset(map(str, claimed)), "oidc")
         account = self.directory.account(user_id)
         if session.get("src") == "local":
             if account is None or session.get("pw") != password_fingerprint(account.password_hash):
                 session.clear()
                 return None
             return User(user_id, account.name or user_id, frozenset(account.roles), "local")
-        claimed = session.get("roles")
-        if isinstance(claimed, list):
-            roles = frozenset(str(r) for r in claimed)
-        else:
-            roles = frozenset(account.roles) if account is not None else frozenset()
+        roles = frozenset(account.roles) if account is not None else frozenset()
         return User(user_id, str(session.get("name") or user_id), roles, "oidc")
 
     def render(
