@@ -425,6 +425,11 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         search_attributes=search.TYPE_NAMES_BY_NAME,
         ui_codec_endpoint=args.codec,
     )
+    for item in args.dynamic_config_value:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BatonUsageError(f"--dynamic-config-value {item!r}: expected KEY=VALUE")
+        server.dynamic_config[key.strip()] = value
     if args.codec and not (os.environ.get("BATON_CODEC_KEYS") or os.environ.get("BATON_CODEC_KEYS_FILE")):
         raise BatonUsageError(
             "--codec: set BATON_CODEC_KEYS (or _FILE) here and for `baton serve`: the worker encrypts "
@@ -709,6 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="point the Web UI's codec endpoint at the gateway (default http://localhost:8300/codec), "
         "so encrypted cases read in the UI for whoever is signed in to `baton serve`",
+    )
+    dev.add_argument(
+        "--dynamic-config-value",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="server dynamic config over Baton's defaults (repeatable; README, 'Latency and the server')",
     )
     add("worker", cmd_worker, "run the app's worker against $TEMPORAL_ADDRESS")
     serve = add("serve", cmd_serve, "run the approval gateway (web inbox, case pages, logins) for the app")

@@ -2,18 +2,25 @@
 
 ``baton dev`` and ``baton demo`` run it with a SQLite file under ``.baton/`` so
 cases survive restarts and stay inspectable in the Web UI on :8233.
+
+It runs with :data:`DYNAMIC_CONFIG`: the stock dev server has one history shard whose
+transfer queue reads new tasks at most 20 times a second (burst 40), so once a worker
+runs cases back to back every workflow task waits up to 50 ms for its turn
+(``benchmarks/queue_poll_repro.py`` shows it; BENCHMARKS.md, "Where the 40 ms went").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +28,27 @@ from types import TracebackType
 from temporalio.client import Client
 
 from baton.errors import BatonRuntimeError
+
+DYNAMIC_CONFIG: dict[str, int] = {
+    # The history service reads each shard's new tasks from persistence through a token
+    # bucket of this many loads a second. At the default 20 (burst 40) a serial case
+    # waits up to 50 ms before each workflow or activity task once the burst is spent.
+    # Raising it changes no durability: every task is still written, then loaded.
+    "history.transferProcessorMaxPollRPS": 1000,
+    # The same bucket for visibility: how soon a new or waiting case shows in listings
+    # (the inbox, `baton pending`) under load.
+    "history.visibilityProcessorMaxPollRPS": 1000,
+}
+"""Dynamic config Baton gives every dev server it starts (``baton dev``, ``demo``, tests)."""
+
+
+def dynamic_config_args(values: Mapping[str, object]) -> list[str]:
+    """``values`` as ``temporal server start-dev`` flags (``--dynamic-config-value K=V``)."""
+    args: list[str] = []
+    for key, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value)  # a str is passed as typed
+        args += ["--dynamic-config-value", f"{key}={text}"]
+    return args
 
 
 def temporal_binary() -> str:
@@ -53,6 +81,8 @@ class DevServer:
     search_attributes: dict[str, str] = field(default_factory=dict)
     ui_codec_endpoint: str | None = None
     """The codec endpoint the Web UI decrypts payloads through (``baton dev --codec``)."""
+    dynamic_config: dict[str, object] = field(default_factory=lambda: dict(DYNAMIC_CONFIG))
+    """Server dynamic config: :data:`DYNAMIC_CONFIG`, plus ``baton dev --dynamic-config-value``."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -81,6 +111,7 @@ class DevServer:
         ]  # fmt: skip
         if self.ui_codec_endpoint:
             args += ["--ui-codec-endpoint", self.ui_codec_endpoint]
+        args += dynamic_config_args(self.dynamic_config)
         for name, kind in self.search_attributes.items():
             args += ["--search-attribute", f"{name}={kind}"]
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115, ASYNC230

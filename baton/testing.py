@@ -38,6 +38,7 @@ from baton import search
 from baton.app import App, AppContext
 from baton.casefile import read_case_file
 from baton.client import BatonClient, DecisionRefusedError
+from baton.devserver import DYNAMIC_CONFIG, dynamic_config_args
 from baton.fakellm import FakeLlmServer, FakeScript
 from baton.messages import CaseResult, CaseStatus, DecisionReceipt, Verdict
 from baton.scenario import CaseReport, Scenario, run_scenario, wait_for_approval
@@ -59,6 +60,7 @@ async def start_dev_server() -> WorkflowEnvironment:
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
         search_attributes=(*search.ALL, search.DECIDERS),
+        dev_server_extra_args=dynamic_config_args(DYNAMIC_CONFIG),
     )
 
 

@@ -13,17 +13,18 @@ Variants (each: serial latency over N cases, then throughput of C concurrent cas
 
 Variants are interleaved round by round (dev server, worker and client share two
 cores, so drift must hit every variant alike); serial latencies are pooled over
-rounds, throughput is the median round.
+rounds, throughput is the median round. The worker runs in its own process, so its
+CPU per case is its own (``benchmarks/costs.py``); the dev server runs with Baton's
+dynamic config unless ``--stock-server``.
 
 Run: ``.venv/bin/python benchmarks/overhead.py [--serial 60] [--concurrent 200] [--rounds 3]``
+(``--stock-server`` for the dev server as shipped)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -32,11 +33,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from temporalio import activity
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.client import Client
+from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "refunds"))  # the refund app
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -51,6 +51,18 @@ from baton.client import BatonClient
 from baton.messages import ActionInput, ActionResult, AgentInput
 from baton.signing import SigningPolicy
 from baton.spec import SpecSnapshot, snapshot_of
+from benchmarks.costs import (
+    Cost,
+    Meter,
+    WorkerProcess,
+    child_pid,
+    cost_table,
+    events_per_case,
+    median_cost,
+    metered,
+    serve_worker,
+    start_server,
+)
 from benchmarks.minimal import Minimal, noop
 from worker import build_worker
 
@@ -98,85 +110,59 @@ class Figures:
     p95_ms: float
     throughput: float
     wall_s: float
-    python_cpu_ms: float
-    server_cpu_ms: float
+    cost: Cost
 
 
-async def serial_latencies(run_one: Callable[[], Awaitable[Any]], count: int) -> list[float]:
-    latencies = []
+async def serial_latencies(
+    run_one: Callable[[], Awaitable[str]], count: int
+) -> tuple[list[float], list[str]]:
+    latencies, ids = [], []
     for _ in range(count):
         started = time.perf_counter()
-        await run_one()
+        ids.append(await run_one())
         latencies.append((time.perf_counter() - started) * 1000)
-    return latencies
-
-
-def cpu_seconds(pid: int | None = None) -> float:
-    """User+system CPU of this process, or of ``pid`` (the dev server) from /proc."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def server_pid() -> int | None:
-    """The dev server child of this process (for its CPU figures), if /proc shows it."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"start-dev" in cmdline:
-                return int(entry.name)
-    return None
-
-
-@dataclass
-class Burst:
-    wall: float
-    python_cpu: float
-    server_cpu: float
-
-
-async def burst(run_one: Callable[[], Awaitable[Any]], count: int, server: int | None) -> Burst:
-    cpu0, srv0 = cpu_seconds(), cpu_seconds(server) if server else 0.0
-    started = time.perf_counter()
-    await asyncio.gather(*(run_one() for _ in range(count)))
-    wall = time.perf_counter() - started
-    srv1 = cpu_seconds(server) if server else 0.0
-    return Burst(wall, cpu_seconds() - cpu0, srv1 - srv0)
+    return latencies, ids
 
 
 async def measure(
-    variants: dict[str, Callable[[], Awaitable[Any]]], serial: int, concurrent: int, rounds: int
+    client: Client,
+    meter: Meter,
+    variants: dict[str, Callable[[], Awaitable[str]]],
+    serial: int,
+    concurrent: int,
+    rounds: int,
 ) -> list[Figures]:
     """Interleave the variants round by round, so drift on a shared 2-core box hits all alike."""
     latencies: dict[str, list[float]] = {name: [] for name in variants}
-    bursts: dict[str, list[Burst]] = {name: [] for name in variants}
-    server = server_pid()
+    walls: dict[str, list[float]] = {name: [] for name in variants}
+    costs: dict[str, list[Cost]] = {name: [] for name in variants}
     for run_one in variants.values():
-        await serial_latencies(run_one, 5)  # warm-up: sandbox imports, connections
+        await serial_latencies(run_one, 5)  # warm-up: imports, connections, caches
     for _ in range(rounds):
         for name, run_one in variants.items():
-            latencies[name] += await serial_latencies(run_one, serial // rounds)
+            latencies[name] += (await serial_latencies(run_one, max(1, serial // rounds)))[0]
         for name, run_one in variants.items():
-            bursts[name].append(await burst(run_one, concurrent, server))
+            ids: list[str] = []
+
+            async def events(ids: list[str] = ids) -> float:
+                return await events_per_case(client, ids[:10])
+
+            async with metered(meter, concurrent, costs[name], events):
+                started = time.perf_counter()
+                ids += await asyncio.gather(*(run_one() for _ in range(concurrent)))
+                walls[name].append(time.perf_counter() - started)
     figures = []
     for name in variants:
-        cuts = statistics.quantiles(latencies[name], n=20)
-        middle = sorted(bursts[name], key=lambda b: b.wall)[len(bursts[name]) // 2]
+        ordered = sorted(latencies[name])
+        wall = sorted(walls[name])[len(walls[name]) // 2]
         figures.append(
             Figures(
                 name,
-                statistics.median(latencies[name]),
-                cuts[18],
-                concurrent / middle.wall,
-                middle.wall,
-                middle.python_cpu * 1000 / concurrent,
-                middle.server_cpu * 1000 / concurrent,
+                statistics.median(ordered),
+                ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+                concurrent / wall,
+                wall,
+                median_cost(costs[name]),
             )
         )
     return figures
@@ -188,47 +174,47 @@ def all_remote(snapshot: SpecSnapshot) -> SpecSnapshot:
     return snapshot_of(spec.model_copy(update={"agents": agents}), source="refund-request (remote agents)")
 
 
-async def main(serial: int, concurrent: int, rounds: int) -> list[Figures]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
+async def build(client: Client, queue: str) -> Worker:
+    """The benchmark's worker: Baton's production worker serving both workflows."""
+    audit = AuditActivities(AuditLog(Path(tempfile.mkdtemp(prefix="baton-bench-")) / "audit.jsonl"))
+    return build_worker(
+        client,
+        task_queue=queue,
+        activities=[
+            instant_intake,
+            instant_drafter,
+            instant_policy,
+            instant_action,
+            noop,
+            *audit.all(),
+            *SigningActivities(SigningPolicy()).all(),
+        ],
+        extra_workflows=[Minimal],
     )
+
+
+async def main(serial: int, concurrent: int, rounds: int, stock: bool) -> list[Figures]:
+    env = await start_server(stock=stock)
     async with env:
         queue = f"bench-{uuid.uuid4()}"
-        audit = AuditActivities(AuditLog(Path(tempfile.mkdtemp(prefix="baton-bench-")) / "audit.jsonl"))
-        worker = build_worker(
-            env.client,
-            task_queue=queue,
-            activities=[
-                instant_intake,
-                instant_drafter,
-                instant_policy,
-                instant_action,
-                noop,
-                *audit.all(),
-                *SigningActivities(SigningPolicy()).all(),
-            ],
-            extra_workflows=[Minimal],
-        )
         baton = BatonClient(env.client, task_queue=queue, app=App.load(ROOT / "examples" / "refunds"))
         local_spec = baton.load("refund-request")
         remote_spec = all_remote(local_spec)
 
-        def governed(snapshot: SpecSnapshot) -> Callable[[], Awaitable[Any]]:
-            async def one() -> Any:
+        def governed(snapshot: SpecSnapshot) -> Callable[[], Awaitable[str]]:
+            async def one() -> str:
                 case_id = await baton.start_case(snapshot, CASE)
                 result = await baton.result(case_id)
                 assert result.outcome.value == "actioned", result.reason
-                return result
+                return case_id
 
             return one
 
-        def minimal(local: bool) -> Callable[[], Awaitable[Any]]:
-            async def one() -> Any:
-                return await env.client.execute_workflow(
-                    Minimal.run, local, id=f"min-{uuid.uuid4()}", task_queue=queue
-                )
+        def minimal(local: bool) -> Callable[[], Awaitable[str]]:
+            async def one() -> str:
+                workflow_id = f"min-{uuid.uuid4()}"
+                await env.client.execute_workflow(Minimal.run, local, id=workflow_id, task_queue=queue)
+                return workflow_id
 
             return one
 
@@ -238,37 +224,48 @@ async def main(serial: int, concurrent: int, rounds: int) -> list[Figures]:
             "minimal/local": minimal(True),
             "governed/local (reference)": governed(local_spec),
         }
-        async with worker:
-            return await measure(variants, serial, concurrent, rounds)
+        address = env.client.service_client.config.target_host
+        async with WorkerProcess(Path(__file__), address, queue) as worker:
+            return await measure(
+                env.client, Meter(worker, child_pid("start-dev")), variants, serial, concurrent, rounds
+            )
+
+
+FLOORS = {"governed/activities": "minimal/activities", "governed/local (reference)": "minimal/local"}
 
 
 def report(figures: list[Figures]) -> str:
     rows = [
-        "| variant | serial p50 ms | serial p95 ms | cases/s | burst wall s | worker+client CPU ms/case"
-        " | server CPU ms/case |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | serial p50 ms | serial p95 ms | cases/s | burst wall s |",
+        "|---|---:|---:|---:|---:|",
     ]
     rows += [
-        f"| {f.name} | {f.p50_ms:.1f} | {f.p95_ms:.1f} | {f.throughput:.1f} | {f.wall_s:.2f}"
-        f" | {f.python_cpu_ms:.1f} | {f.server_cpu_ms:.1f} |"
+        f"| {f.name} | {f.p50_ms:.1f} | {f.p95_ms:.1f} | {f.throughput:.1f} | {f.wall_s:.2f} |"
         for f in figures
     ]
+    rows += ["", cost_table({f.name: f.cost for f in figures}, FLOORS), ""]
     by = {f.name: f for f in figures}
     for kind, gov in (("activities", "governed/activities"), ("local", "governed/local (reference)")):
-        base, ours = by[f"minimal/{kind}"], by[gov]
+        base, ours = by[FLOORS[gov]], by[gov]
         rows.append(
-            f"\n{kind}: latency ×{ours.p50_ms / base.p50_ms:.2f} (p50),"
+            f"{kind}: latency ×{ours.p50_ms / base.p50_ms:.2f} (p50),"
             f" ×{ours.p95_ms / base.p95_ms:.2f} (p95); throughput ×{ours.throughput / base.throughput:.2f}"
         )
     return "\n".join(rows)
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve-worker"]:
+        asyncio.run(serve_worker(build, sys.argv[2:]))
+        sys.exit(0)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--serial", type=int, default=60)
     parser.add_argument("--concurrent", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument(
+        "--stock-server", action="store_true", help="the dev server without Baton's dynamic config"
+    )
     options = parser.parse_args()
-    print(report(asyncio.run(main(options.serial, options.concurrent, options.rounds))))
+    print(report(asyncio.run(main(options.serial, options.concurrent, options.rounds, options.stock_server))))
