@@ -25,6 +25,7 @@ from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 from workflows.handoffs import HandoffRunner, execute, failure_message
 from workflows.ladder import PAST, ApprovalDesk, LadderResult
+from workflows.patches import Patches
 from workflows.resolution import Opinion, Resolution, findings_of, opinion_of, resolve
 from workflows.trail import AuditTrail
 from workflows.visibility import Visibility
@@ -129,11 +130,17 @@ class GovernedProcess:
 
     @workflow.init
     def __init__(self, start: CaseStart) -> None:
+        self._patches = Patches()
         self._start = start
         self._spec = start.spec.spec
         self._trail = AuditTrail(self._spec.process, start.case_id)
         self._view = Visibility(
-            self._spec, start.case_id, self._trail, index=start.index, index_deciders=start.index_deciders
+            self._spec,
+            start.case_id,
+            self._trail,
+            index=start.index,
+            index_deciders=start.index_deciders,
+            since=self._patches.since,
         )
         self._desk = ApprovalDesk(
             self._spec,
@@ -141,8 +148,11 @@ class GovernedProcess:
             submitted_by=start.submitted_by,
             on_change=lambda: self._set_stage(self._stage),
             notify=self._view.notify,
+            since=self._patches.since,
         )
-        self._handoffs = HandoffRunner(self._spec, start.case_id, start.case, self._trail)
+        self._handoffs = HandoffRunner(
+            self._spec, start.case_id, start.case, self._trail, since=self._patches.since
+        )
         self._outputs: dict[str, JsonDict] = {}
         self._rounds: dict[str, int] = {}
         self._path: list[str] = []
@@ -183,7 +193,7 @@ class GovernedProcess:
         try:
             return await self._run(start)
         except asyncio.CancelledError:
-            if workflow.patched(CANCEL_PATCH):
+            if self._patches.since(CANCEL_PATCH):
                 await self._record_cancellation()
             raise
 
@@ -215,7 +225,7 @@ class GovernedProcess:
                 self._trail.add(AuditKind.CHECK_FAILED, "submitter: control, invisible or space characters")
                 self._close(Outcome.INVALID_INPUT, "the submitter's name cannot be an identity")
                 return self._result()
-            if workflow.patched(SIGNING_PATCH) and not await self._submission_is_signed():
+            if self._patches.since(SIGNING_PATCH) and not await self._submission_is_signed():
                 return self._result()
             if not self._case_is_valid():
                 self._close(Outcome.INVALID_INPUT, "case does not match the input contract")
@@ -459,7 +469,7 @@ class GovernedProcess:
         self._view.describe(self._context())
         # Before BUDGET_PATCH the budget was checked before the step's own review, so waiving
         # it skipped the review; asked only when over budget, so other cases record nothing.
-        if self._is_over_budget() and not workflow.patched(BUDGET_PATCH):
+        if self._is_over_budget() and not self._patches.since(BUDGET_PATCH):
             return self._over_budget(i) or i + 1
         self._path.append(step.step + (f"(r{revision})" if revision else ""))
         if step.reviews is None:
@@ -668,7 +678,7 @@ class GovernedProcess:
         if failure.kind == "handoff":
             self._path.append("retry")
             return Next("rerun", start_at=failure.index)
-        if failure.kind != "people" and not workflow.patched(OVERRULE_PATCH):
+        if failure.kind != "people" and not self._patches.since(OVERRULE_PATCH):
             return Next("act", result.deciders)
         self._overruled_by = result.deciders
         if isinstance(item, GroupSpec):
@@ -844,7 +854,7 @@ class GovernedProcess:
 
     async def _log_audit(self) -> None:
         """Append the events not yet logged to the hash-chained audit log (an activity)."""
-        if not workflow.patched(AUDIT_LOG_PATCH) or self._trail.logged == len(self._trail.events):
+        if not self._patches.since(AUDIT_LOG_PATCH) or self._trail.logged == len(self._trail.events):
             return
         info = workflow.info()
         batch = AuditBatch(
@@ -858,7 +868,7 @@ class GovernedProcess:
         # Visible while the log refuses writes (full disk, read-only): the workers' logs
         # and the baton.audit.append_failures metric say why; Temporal keeps retrying.
         self._set_stage(f"{stage} · writing {len(batch.events)} events to the audit log")
-        anchored = workflow.patched(AUDIT_ANCHOR_PATCH)
+        anchored = self._patches.since(AUDIT_ANCHOR_PATCH)
         receipt = await workflow.execute_local_activity(
             AUDIT_ACTIVITY,
             batch,

@@ -9,6 +9,7 @@ becoming a confident wrong action at step five.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +107,16 @@ def failure_message(exc: ActivityError) -> str:
 class HandoffRunner:
     """Runs a step's agent and checks the handoff, re-running with feedback when it fails."""
 
-    def __init__(self, spec: ProcessSpec, case_id: str, case: JsonDict, trail: AuditTrail) -> None:
+    def __init__(
+        self,
+        spec: ProcessSpec,
+        case_id: str,
+        case: JsonDict,
+        trail: AuditTrail,
+        *,
+        since: Callable[[str], bool] = workflow.patched,
+    ) -> None:
+        self._since = since
         self._spec = spec
         self._case_id = case_id
         self._case = case
@@ -144,7 +154,7 @@ class HandoffRunner:
                     raise  # the case is being cancelled: no further attempts, no escalation
                 problems = [Feedback(source="agent_error", message=failure_message(exc))]
                 wasted = _usage_of_invalid_reply(exc)
-                if wasted is not None and workflow.patched(INVALID_REPLY_USAGE_PATCH):
+                if wasted is not None and self._since(INVALID_REPLY_USAGE_PATCH):
                     self.usage = self.usage + wasted
                     spent_on_failure = wasted.model_dump()
             else:

@@ -97,7 +97,9 @@ class ApprovalDesk:
         submitted_by: str,
         on_change: Callable[[], None] = lambda: None,
         notify: Notify = lambda event, awaiting, decided: None,
+        since: Callable[[str], bool] = workflow.patched,
     ) -> None:
+        self._since = since
         self._spec = spec
         self._trail = trail
         self._submitted_by = submitted_by
@@ -129,7 +131,7 @@ class ApprovalDesk:
 
         ``proposal`` is the digest of what the people decide on; every decision must name it.
         """
-        self._proposal = proposal if proposal is not None and workflow.patched(DIGEST_PATCH) else None
+        self._proposal = proposal if proposal is not None and self._since(DIGEST_PATCH) else None
         rungs = self._spec.ladders[ladder]
         timed_out: list[str] = []
         for index, rung in enumerate(rungs):

@@ -9,6 +9,7 @@ the audit trail but never blocks or fails the case.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -39,8 +40,16 @@ class Visibility:
     """Keeps a case's outward view current as its stage changes."""
 
     def __init__(
-        self, spec: ProcessSpec, case_id: str, trail: AuditTrail, *, index: bool, index_deciders: bool = False
+        self,
+        spec: ProcessSpec,
+        case_id: str,
+        trail: AuditTrail,
+        *,
+        index: bool,
+        index_deciders: bool = False,
+        since: Callable[[str], bool] = workflow.patched,
     ) -> None:
+        self._since = since
         self._spec = spec
         self._case_id = case_id
         self._trail = trail
@@ -117,7 +126,7 @@ class Visibility:
         Only cases started knowing the attribute exists set it, and only on workers with this
         code (the patch): a case closed by an older worker replays without the command.
         """
-        if self._index_deciders and deciders and workflow.patched(DECIDERS_PATCH):
+        if self._index_deciders and deciders and self._since(DECIDERS_PATCH):
             workflow.upsert_search_attributes([search.DECIDERS.value_set(sorted(set(deciders)))])
 
     def notify(self, event: NotifyEvent, awaiting: Awaiting, decided: str | None) -> None:
