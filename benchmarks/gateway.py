@@ -75,7 +75,7 @@ from benchmarks.approvals import (
     seed_orders,
     wait_parked,
 )
-from benchmarks.overhead import cpu_seconds
+from benchmarks.costs import process_cpu
 
 PORT = 7393
 GATEWAY_PORT = 8394
@@ -180,11 +180,11 @@ async def time_inbox(browser: httpx.AsyncClient, gateway_pid: int, cases: int, r
     """``GET /`` ``runs`` times (after one warm-up): the full page, its first 100 rows."""
     timings = Timings()
     for run in range(runs + 1):
-        cpu0, t0 = cpu_seconds(gateway_pid), time.perf_counter()
+        cpu0, t0 = process_cpu(gateway_pid), time.perf_counter()
         page = await browser.get(INBOX)
         if run:
             timings.add(t0)
-            timings.cpu_s += cpu_seconds(gateway_pid) - cpu0
+            timings.cpu_s += process_cpu(gateway_pid) - cpu0
         assert page.status_code == 200, page.status_code
         assert f"({cases}) Inbox" in page.text, re.search(r"<title>(.*)</title>", page.text)
         assert page.text.count('<a href="/cases/') == min(100, cases), page.text.count('<a href="/cases/')
@@ -294,7 +294,7 @@ async def main(cases: int, sample: int, runs: int, port: int, gateway_port: int)
             proposals = {p.case_id: p.proposal for p in found}
 
             chosen = list(range(cases))[:: max(1, cases // (2 * sample))][: 2 * sample]
-            cpu_before = cpu_seconds(gateway.pid)
+            cpu_before = process_cpu(gateway.pid)
             for turn, (through, direct) in enumerate(zip(chosen[0::2], chosen[1::2], strict=True)):
                 for path in ("gateway", "direct") if turn % 2 == 0 else ("direct", "gateway"):
                     if path == "gateway":
@@ -303,7 +303,7 @@ async def main(cases: int, sample: int, runs: int, port: int, gateway_port: int)
                         case_id = bench.ids[direct]
                         await baton.casefile(case_id)  # as the case page does: the case is in the cache
                         await approve_one(bench, case_id, proposals[case_id])
-            post.cpu_s = cpu_seconds(gateway.pid) - cpu_before
+            post.cpu_s = process_cpu(gateway.pid) - cpu_before
         rss_after = rss_mb(gateway.pid)
         machine_load.append(load())
     finally:

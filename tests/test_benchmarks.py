@@ -100,3 +100,11 @@ def test_gateway_logs_in_lists_and_approves_over_http() -> None:
     assert "direct (no gateway), n = 2 |" in out
     for row in ("click Approve → case closed", "approve → case closed, direct", "gateway RSS", "machine: "):
         assert row in out, row
+
+
+def test_scale_out_reports_each_worker_count() -> None:
+    out = run("scale_out.py", "--workers", "1,2", "--concurrent", "4", "--rounds", "1")
+    assert "| worker processes | cases/s |" in out
+    assert "\n| 1 | " in out
+    assert "\n| 2 | " in out
+    assert "machine: " in out
