@@ -219,14 +219,15 @@ def cost_table(costs: dict[str, Cost], floors: dict[str, str]) -> str:
     ]
     for name, cost in costs.items():
         floor = costs.get(floors.get(name, ""))
-        versus = (
-            (
+        if name not in floors:
+            versus = ("floor", "floor")
+        elif floor is None:
+            versus = ("(floor not run)", "(floor not run)")
+        else:
+            versus = (
                 against(cost.events, floor.events, EVENTS_GOAL),
                 against(cost.worker_cpu_ms, floor.worker_cpu_ms, WORKER_CPU_GOAL),
             )
-            if floor is not None and floor is not cost
-            else ("floor", "floor")
-        )
         rows.append(
             f"| {name} | {cost.events:.0f} | {cost.worker_cpu_ms:.1f} | {cost.server_cpu_ms:.1f}"
             f" | {cost.client_cpu_ms:.1f} | {versus[0]} | {versus[1]} |"

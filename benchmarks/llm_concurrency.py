@@ -18,6 +18,11 @@ Set-up: one dev server, the scripted OpenAI-compatible server in a **subprocess*
    its ratio to the floor and to the critical path, CPU per LLM call of this
    process (worker + client), of the dev server and of the scripted LLM server
    (all three share the two cores), and the connections the LLM server accepted.
+   Then, per variant against its floor (``benchmarks/costs.py``), the median over
+   rounds of history events per case (read back from Temporal) and CPU per case of
+   this process and of the dev server: figures that stay put on a noisy machine. The
+   worker CPU there includes the client's (they share this process); the dev server
+   runs with Baton's dynamic config (``costs.start_server``).
 
 Run: ``.venv/bin/python benchmarks/llm_concurrency.py [--cases 200] [--rounds 2]``
 """
@@ -29,7 +34,6 @@ import asyncio
 import functools
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,7 +48,6 @@ from typing import Any
 import aiohttp
 import httpx
 from temporalio import activity
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -61,6 +64,7 @@ from baton.devserver import port_open
 from baton.messages import ActionInput, ActionResult, AgentInput, LlmCall
 from baton.signing import SigningPolicy
 from baton.spec import SpecSnapshot, load_spec, snapshot_of
+from benchmarks.costs import Cost, child_cpu, cost_table, events_per_case, median_cost, self_cpu, start_server
 from benchmarks.minimal import MinimalSleeps, noop, sleep_half_second
 from worker import build_worker
 
@@ -70,6 +74,12 @@ DEFAULT_FLOOR = "floor on a default Worker"
 """The same floor on a plain ``temporalio`` Worker (sandboxed runner, no tracing): what a
 hand-written workflow gets out of the box. The other floor rows share Baton's worker."""
 CASE = {"order_id": "ORD-1001", "customer_id": "CUS-001", "requested_amount": 10.0, "reason": "defective"}
+FLOORS = {
+    "baton · aiohttp": "floor: 3 sleeping activities",
+    "baton · httpx pool": "floor: 3 sleeping activities",
+    "baton + no-op action · aiohttp": "floor + no-op action",
+}
+"""Each Baton variant's floor, for the table of costs per case."""
 
 
 @activity.defn(name="bench.noop_action")
@@ -81,24 +91,11 @@ def transport_factory(kind: str | None) -> Callable[[], httpx.AsyncBaseTransport
     return lambda: make_transport(kind)
 
 
-def cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def child_cpu(marker: str) -> float:
-    """CPU seconds used so far by our child process whose command line holds ``marker``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_text(errors="replace")
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and marker in command:
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return float("nan")
+async def run_case(baton: BatonClient, spec: SpecSnapshot) -> str:
+    """One governed case of ``spec``, to its end: its id (the workflow's)."""
+    case_id = await baton.start_case(spec, CASE)
+    await baton.result(case_id)
+    return case_id
 
 
 @dataclass
@@ -111,11 +108,27 @@ class Run:
     temporal_cpu: float  # the dev server
     llm_cpu: float  # the scripted LLM server
 
+    def cost(self, cases: int, events: float) -> Cost:
+        """Per case: ``events``, this process's CPU (worker + client: not separable) and the server's."""
+        return Cost(events, self.cpu * 1000 / cases, self.temporal_cpu * 1000 / cases, float("nan"))
+
 
 async def stats(base: str) -> dict[str, int]:
     async with httpx.AsyncClient() as client:
         data: dict[str, int] = (await client.get(f"{base}/fake/stats")).json()
         return data
+
+
+async def timed_run(base: str, one: Callable[[], Awaitable[str]], cases: int) -> tuple[Run, list[str]]:
+    """Run ``cases`` of ``one`` at once: what the batch took, and each case's workflow id."""
+    before = await stats(base)
+    s0, l0 = child_cpu("start-dev"), child_cpu("fake-llm")
+    c0, t0 = self_cpu(), time.perf_counter()
+    ids = await asyncio.gather(*(one() for _ in range(cases)))
+    wall, used = time.perf_counter() - t0, self_cpu() - c0
+    served, answered = child_cpu("start-dev") - s0, child_cpu("fake-llm") - l0
+    opened = (await stats(base))["connections"] - before["connections"] - 1  # less a stats request's own
+    return Run(wall, used, opened, served, answered), ids
 
 
 async def transport_figures(base: str, count: int, spec: SpecSnapshot) -> dict[str, tuple[float, float]]:
@@ -155,9 +168,9 @@ async def transport_figures(base: str, count: int, spec: SpecSnapshot) -> dict[s
             await one()  # warm-up
             batches = []
             for _ in range(3):
-                c0, t0 = cpu(), time.perf_counter()
+                c0, t0 = self_cpu(), time.perf_counter()
                 await asyncio.gather(*(one() for _ in range(count)))
-                batches.append((time.perf_counter() - t0, cpu() - c0))
+                batches.append((time.perf_counter() - t0, self_cpu() - c0))
             walls, cpus = zip(*batches, strict=True)
             figures[name] = (statistics.median(walls), statistics.median(cpus))
     finally:
@@ -180,26 +193,24 @@ async def main(cases: int, rounds: int, only: list[str], port: int = FAKE_PORT) 
         await asyncio.sleep(0.1)
     try:
         transports = await transport_figures(base, cases, snapshot_of(load_spec(HERE / "bench.yaml")))
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-        )
+        env = await start_server()
         async with env:
-            results = await run_cases(env, base, cases, rounds, only)
+            results, costs = await run_cases(env, base, cases, rounds, only)
     finally:
         fake.terminate()
         fake.wait()
     report(transports, results, cases)
+    print_costs(costs, FLOORS, rounds)
 
 
 async def run_cases(
     env: WorkflowEnvironment, base: str, cases: int, rounds: int, only: list[str]
-) -> dict[str, list[Run]]:
-    """Per variant, the runs of each round."""
+) -> tuple[dict[str, list[Run]], dict[str, list[Cost]]]:
+    """Per variant, the runs of each round and what a case cost in each."""
     specs = {name: snapshot_of(load_spec(HERE / f"{name}.yaml")) for name in ("bench", "bench-action")}
     providers = {"openai": ProviderConfig(base_url=base, default_model="fake")}
     results: dict[str, list[Run]] = {}
+    costs: dict[str, list[Cost]] = {}
     variants = {  # name: (transport, or None for the floor; with an action)
         "floor: 3 sleeping activities": (None, False),
         DEFAULT_FLOOR: (None, False),
@@ -235,29 +246,30 @@ async def run_cases(
             )  # fmt: skip
             baton = BatonClient(env.client, task_queue=queue)
 
-            async def governed(baton: BatonClient = baton, spec: SpecSnapshot = specs[
-                "bench-action" if acts else "bench"
-            ]) -> Any:  # fmt: skip
-                return await baton.result(await baton.start_case(spec, CASE))
+            governed = functools.partial(run_case, baton, specs["bench-action" if acts else "bench"])
 
-            async def floor(queue: str = queue, act: bool = acts) -> Any:
-                return await env.client.execute_workflow(
-                    MinimalSleeps.run, act, id=f"floor-{uuid.uuid4()}", task_queue=queue
-                )
+            async def floor(queue: str = queue, act: bool = acts) -> str:
+                workflow_id = f"floor-{uuid.uuid4()}"
+                await env.client.execute_workflow(MinimalSleeps.run, act, id=workflow_id, task_queue=queue)
+                return workflow_id
 
-            one: Callable[[], Awaitable[Any]] = floor if transport is None else governed
+            one: Callable[[], Awaitable[str]] = floor if transport is None else governed
             async with worker:
                 await one()  # warm-up
-                before = await stats(base)
-                c0, s0, l0, t0 = cpu(), child_cpu("start-dev"), child_cpu("fake-llm"), time.perf_counter()
-                await asyncio.gather(*(one() for _ in range(cases)))
-                wall, used = time.perf_counter() - t0, cpu() - c0
-                served, answered = child_cpu("start-dev") - s0, child_cpu("fake-llm") - l0
-                after = await stats(base)
+                run, ids = await timed_run(base, one, cases)
             await llm.aclose()
-            opened = after["connections"] - before["connections"] - 1  # less the stats request's own
-            results.setdefault(name, []).append(Run(wall, used, opened, served, answered))
-    return results
+            results.setdefault(name, []).append(run)
+            costs.setdefault(name, []).append(run.cost(cases, await events_per_case(env.client, ids[:10])))
+    return results, costs
+
+
+def print_costs(costs: dict[str, list[Cost]], floors: dict[str, str], rounds: int) -> None:
+    """The table of costs per case, each variant's median over rounds, against its floor."""
+    print(
+        f"\n## cost per case, median of {rounds} round(s); worker CPU here includes the client's "
+        "(worker and client share this process), so client CPU is not separated"
+    )
+    print(cost_table({name: median_cost(c) for name, c in costs.items()}, floors))
 
 
 def report(transports: dict[str, tuple[float, float]], results: dict[str, list[Run]],

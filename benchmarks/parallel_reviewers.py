@@ -24,7 +24,11 @@ beginning in the worker (noted by the activity itself, wall clock like the serve
 event times) and from there to completed; the workflow task between the drafter's
 completion and the reviewers' scheduling; how late this process's event loop runs.
 From the client: each case's start-to-result time and the batch's wall time; the CPU
-of this process, the dev server and the scripted server per reviewer call.
+of this process, the dev server and the scripted server per reviewer call. Last, per
+variant against the floor (``benchmarks/costs.py``), the median over rounds of history
+events per case and CPU per case of this process and of the dev server, figures that
+stay put on a noisy machine; the worker CPU there includes the client's (they share
+this process). The dev server runs with Baton's dynamic config (``costs.start_server``).
 
 ``--pool N`` caps the LLM client's connections at N instead of Baton's 256 (a
 diagnostic: 600 calls at once exceed 256 connections).
@@ -55,8 +59,6 @@ from httpx_aiohttp import AiohttpTransport
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -71,7 +73,8 @@ from baton.messages import LlmCall, LlmResult
 from baton.signing import SigningPolicy
 from baton.spec import SpecSnapshot, load_spec, snapshot_of
 from baton.spec.models import LLM_ACTIVITY
-from benchmarks.llm_concurrency import CASE, HERE, Run, child_cpu, cpu, stats
+from benchmarks.costs import Cost, start_server
+from benchmarks.llm_concurrency import HERE, Run, print_costs, run_case, timed_run
 from benchmarks.minimal import noop, sleep_half_second
 from worker import build_worker
 
@@ -81,6 +84,8 @@ REVIEWERS = 3
 FLOOR = "floor: 3 parallel sleeps"
 VARIANTS = {FLOOR: None, "baton · parallel group": "panel", "baton · in sequence": "panel-sequence"}
 """Variant name: its spec under ``llm/`` (None: the hand-written floor)."""
+FLOORS = {name: FLOOR for name, spec in VARIANTS.items() if spec}
+"""Each Baton variant's floor, for the table of costs per case."""
 
 
 @workflow.defn(name="ParallelSleeps")
@@ -147,6 +152,10 @@ class Batch:
     lag: list[float]  # how late this process's event loop woke a 10 ms sleep, sample by sample
     cases: list[Case] = field(default_factory=list)
 
+    def cost(self) -> Cost:
+        """Per case: mean history events (every case's, read back), CPU of this process and the server."""
+        return self.run.cost(len(self.cases), statistics.fmean(case.events for case in self.cases))
+
 
 async def history_of(client: Client, workflow_id: str) -> Case:
     """Read one case's history: the drafter (or the floor's no-op) is its first activity."""
@@ -210,15 +219,10 @@ async def timed_batch(one: Callable[[], Awaitable[str]], cases: int, base: str) 
             await asyncio.sleep(0.01)
             lag.append(time.perf_counter() - began - 0.01)
 
-    before = await stats(base)
     watcher = asyncio.create_task(watch_loop())
-    c0, s0, l0, t0 = cpu(), child_cpu("start-dev"), child_cpu("fake-llm"), time.perf_counter()
-    ids = await asyncio.gather(*(timed() for _ in range(cases)))
-    wall, used = time.perf_counter() - t0, cpu() - c0
-    served, answered = child_cpu("start-dev") - s0, child_cpu("fake-llm") - l0
+    run, ids = await timed_run(base, timed, cases)
     watcher.cancel()
-    opened = (await stats(base))["connections"] - before["connections"] - 1  # less a stats request
-    return Batch(Run(wall, used, opened, served, answered), latency, lag), list(ids)
+    return Batch(run, latency, lag), ids
 
 
 def transport(pool: int | None) -> Callable[[], httpx.AsyncBaseTransport]:
@@ -235,9 +239,7 @@ def starter(client: Client, queue: str, spec: SpecSnapshot | None) -> Callable[[
 
     async def governed() -> str:
         assert spec is not None
-        case_id = await baton.start_case(spec, CASE)
-        await baton.result(case_id)
-        return case_id
+        return await run_case(baton, spec)
 
     async def floor() -> str:
         workflow_id = f"floor-{uuid.uuid4()}"
@@ -333,16 +335,12 @@ def report(results: dict[str, list[Batch]], cases: int, rounds: int, pool: int |
             "events": statistics.median(case.events for case in every),
         }
     print(json.dumps({"summary": summary, "runs": {k: [vars(b.run) for b in v] for k, v in results.items()}}))
+    print_costs({name: [b.cost() for b in batches] for name, batches in results.items()}, FLOORS, rounds)
 
 
 async def main(cases: int, rounds: int, port: int, pool: int | None) -> None:
     async with scripted_llm(port) as base:
-        temporal = str(Path(sys.executable).parent / "temporal")
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=temporal,
-            data_converter=pydantic_data_converter,
-            dev_server_log_level="error",
-        )
+        env = await start_server()
         async with env:
             results = await run_variants(env.client, base, cases, rounds, pool)
     report(results, cases, rounds, pool)
