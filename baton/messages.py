@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from baton.identity import MAX_IDENTITY
 from baton.signing import Signature
-from baton.spec.models import ProcessSpec, SpecSnapshot
+from baton.spec.models import SpecSnapshot
 
 JsonDict = dict[str, Any]
 
@@ -66,15 +66,14 @@ class CaseStart(BaseModel):
 
 
 class SubmissionCheck(BaseModel):
-    """What ``baton.check_submission`` is asked: digests, the signature and the spec (to check
-    its digest against), never the case itself."""
+    """What ``baton.check_submission`` is asked: digests and the signature, never the case or
+    the spec themselves (the workflow checks that the spec matches its digest)."""
 
     case_id: str
     workflow_id: str = ""
     submitted_by: str
     case_sha256: str
     spec_sha256: str
-    spec: ProcessSpec | None = None
     signature: Signature | None = None
 
 

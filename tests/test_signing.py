@@ -201,3 +201,32 @@ async def test_a_signed_submission_under_another_workflow_id_is_refused(
         result = await handle.result()
     assert result.outcome == Outcome.INVALID_INPUT
     assert result.reason == "case id 'case-a' is not the workflow id"
+
+
+async def test_a_signed_submission_whose_spec_was_changed_after_signing_is_refused(
+    on_dev: Running, required: None
+) -> None:
+    from baton.digests import digest
+    from baton.messages import CaseResult, CaseStart
+    from baton.signing import submission_message
+
+    snapshot = on_dev.baton.load("refund-request")
+    case = refund("ORD-1002", "CUS-002", 249.0)
+    keys = DecisionKeys({"k2": K2}, "k2")
+    signed = keys.sign(submission_message("case-c", "bob", digest(case), snapshot.sha256))
+    loosened = snapshot.spec.model_copy(update={"description": "no approval needed"})
+    tampered = snapshot.model_copy(update={"spec": loosened})  # the signed digest, another spec
+    start = CaseStart(case_id="case-c", case=case, submitted_by="bob", signature=signed, spec=tampered)
+    async with on_dev.worker():
+        handle = await on_dev.client.start_workflow(
+            "GovernedProcess",
+            start,
+            id="case-c",
+            task_queue=on_dev.settings.task_queue,
+            result_type=CaseResult,
+        )
+        result = await handle.result()
+    assert result.outcome == Outcome.INVALID_INPUT
+    assert result.reason == "the spec's digest does not match the spec it came with"
+    assert result.handoffs == {}  # no agent saw the case
+    assert [e.kind for e in result.audit if e.kind == AuditKind.HANDOFF] == []

@@ -89,6 +89,9 @@ SIGNING_PATCH = "signed-decisions-v1"
 """From here on a case asks the workers (``baton.check_submission``, recorded) whether
 decisions must be signed and whether its submission is; cases started before never require it."""
 CHECK_SUBMISSION = "baton.check_submission"
+SPEC_NOT_DIGESTED = "the spec's digest does not match the spec it came with"
+"""Refusal of a signed submission whose spec is not the one its signed digest names (checked
+here, not in ``baton.check_submission``, so the whole spec need not travel to the activity)."""
 UNSIGNED_SIGNAL = (
     "unsigned decision: this deployment accepts only signed decisions, sent through the decide update"
 )
@@ -249,7 +252,6 @@ class GovernedProcess:
             SubmissionCheck(
                 case_id=start.case_id,
                 workflow_id=workflow.info().workflow_id,
-                spec=start.spec.spec,
                 submitted_by=start.submitted_by,
                 case_sha256=digest(start.case),
                 spec_sha256=start.spec.sha256,
@@ -260,9 +262,13 @@ class GovernedProcess:
             summary="signing · submission",
         )
         self._signing_required = verdict.required
-        if verdict.problem is not None:
-            self._trail.add(AuditKind.CHECK_FAILED, f"submission: {verdict.problem}")
-            self._close(Outcome.INVALID_INPUT, verdict.problem)
+        problem = verdict.problem
+        if problem is None and verdict.required and start.spec.spec.sha256() != start.spec.sha256:
+            # The signature covers the digest; the spec that came with it must be the one digested.
+            problem = SPEC_NOT_DIGESTED
+        if problem is not None:
+            self._trail.add(AuditKind.CHECK_FAILED, f"submission: {problem}")
+            self._close(Outcome.INVALID_INPUT, problem)
             return False
         if verdict.signed_by is not None:
             self._trail.add(
