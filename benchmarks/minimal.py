@@ -32,6 +32,29 @@ class Minimal:
         return await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=10))
 
 
+@workflow.defn(name="MinimalBookkept")
+class MinimalBookkept:
+    """The local floor plus two no-op local activities where Baton runs its own bookkeeping.
+
+    Baton's reference case runs two local activities the floor does not: the submission
+    check before the agents and the audit append after the action. This floor runs two
+    no-ops in those places, so the gap between it and the reference is what Baton spends
+    beyond the engine's price of those two round trips.
+    """
+
+    @workflow.run
+    async def run(self) -> str:
+        value = "x"
+        for _ in range(4):  # the "submission check", then the three agents
+            value = await workflow.execute_local_activity(
+                noop, value, start_to_close_timeout=timedelta(seconds=10)
+            )
+        value = await workflow.execute_activity(noop, value, start_to_close_timeout=timedelta(seconds=10))
+        return await workflow.execute_local_activity(  # the "audit append"
+            noop, value, start_to_close_timeout=timedelta(seconds=10)
+        )
+
+
 @activity.defn(name="sleep_half_second")
 async def sleep_half_second(value: str) -> str:
     """Stands in for an LLM call that takes 0.5 s."""

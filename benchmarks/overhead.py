@@ -9,11 +9,14 @@ Variants (each: serial latency over N cases, then throughput of C concurrent cas
   minimal/activities       4 no-op activities in sequence
   governed/activities      refund-request, all 3 agents + action as activities
   minimal/local            3 no-op local activities + 1 activity
+  minimal/local+2          the same, plus a no-op local activity before and one after, where
+                           the reference runs its submission check and audit append
   governed/local           the reference spec as shipped (agents are local activities)
 
-Variants are interleaved round by round (dev server, worker and client share two
-cores, so drift must hit every variant alike); serial latencies are pooled over
-rounds, throughput is the median round. The worker runs in its own process, so its
+Variants are interleaved round by round, in a shuffled order each round (dev server,
+worker and client share two cores, and an in-memory server slows as it fills, so drift
+must hit every variant alike); serial latencies are pooled over rounds, throughput and
+costs are the median round. The worker runs in its own process, so its
 CPU per case is its own (``benchmarks/costs.py``); the dev server runs with Baton's
 dynamic config unless ``--stock-server``.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import statistics
 import sys
 import tempfile
@@ -63,7 +67,7 @@ from benchmarks.costs import (
     serve_worker,
     start_server,
 )
-from benchmarks.minimal import Minimal, noop
+from benchmarks.minimal import Minimal, MinimalBookkept, noop
 from worker import build_worker
 
 CASE = {"order_id": "ORD-1001", "customer_id": "CUS-001", "requested_amount": 34.90, "reason": "defective"}
@@ -138,10 +142,12 @@ async def measure(
     costs: dict[str, list[Cost]] = {name: [] for name in variants}
     for run_one in variants.values():
         await serial_latencies(run_one, 5)  # warm-up: imports, connections, caches
-    for _ in range(rounds):
-        for name, run_one in variants.items():
+    for round_number in range(rounds):
+        order = list(variants.items())
+        random.Random(round_number).shuffle(order)
+        for name, run_one in order:
             latencies[name] += (await serial_latencies(run_one, max(1, serial // rounds)))[0]
-        for name, run_one in variants.items():
+        for name, run_one in order:
             ids: list[str] = []
 
             async def events(ids: list[str] = ids) -> float:
@@ -189,7 +195,7 @@ async def build(client: Client, queue: str) -> Worker:
             *audit.all(),
             *SigningActivities(SigningPolicy()).all(),
         ],
-        extra_workflows=[Minimal],
+        extra_workflows=[Minimal, MinimalBookkept],
     )
 
 
@@ -218,10 +224,16 @@ async def main(serial: int, concurrent: int, rounds: int, stock: bool, in_memory
 
             return one
 
+        async def bookkept() -> str:
+            workflow_id = f"min-{uuid.uuid4()}"
+            await env.client.execute_workflow(MinimalBookkept.run, id=workflow_id, task_queue=queue)
+            return workflow_id
+
         variants = {
             "minimal/activities": minimal(False),
             "governed/activities": governed(remote_spec),
             "minimal/local": minimal(True),
+            "minimal/local+2": bookkept,
             "governed/local (reference)": governed(local_spec),
         }
         address = env.client.service_client.config.target_host
@@ -245,11 +257,19 @@ def report(figures: list[Figures]) -> str:
     ]
     rows += ["", cost_table({f.name: f.cost for f in figures}, FLOORS), ""]
     by = {f.name: f for f in figures}
-    for kind, gov in (("activities", "governed/activities"), ("local", "governed/local (reference)")):
-        base, ours = by[FLOORS[gov]], by[gov]
+    pairs = (
+        ("activities", "governed/activities", FLOORS["governed/activities"]),
+        ("local", "governed/local (reference)", FLOORS["governed/local (reference)"]),
+        ("local, against the floor with two more local activities", "governed/local (reference)",
+         "minimal/local+2"),
+    )  # fmt: skip
+    for kind, gov, floor in pairs:
+        base, ours = by[floor], by[gov]
         rows.append(
             f"{kind}: latency ×{ours.p50_ms / base.p50_ms:.2f} (p50),"
-            f" ×{ours.p95_ms / base.p95_ms:.2f} (p95); throughput ×{ours.throughput / base.throughput:.2f}"
+            f" ×{ours.p95_ms / base.p95_ms:.2f} (p95); throughput ×{ours.throughput / base.throughput:.2f};"
+            f" worker CPU {ours.cost.worker_cpu_ms - base.cost.worker_cpu_ms:+.1f} ms/case,"
+            f" events {ours.cost.events - base.cost.events:+.0f}"
         )
     return "\n".join(rows)
 

@@ -67,6 +67,8 @@ def test_overhead_compares_both_shapes() -> None:
     out = run("overhead.py", "--serial", "2", "--concurrent", "4", "--rounds", "1")
     assert "activities: latency ×" in out
     assert "local: latency ×" in out
+    assert "| minimal/local+2 |" in out  # the floor with the reference's two bookkeeping local activities
+    assert "against the floor with two more local activities: latency ×" in out
 
 
 def test_approvals_parks_and_approves_with_signing_off_and_required() -> None:
