@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import resource
 import subprocess
@@ -206,6 +207,11 @@ def median_cost(costs: Sequence[Cost]) -> Cost:
     )
 
 
+def _ms(value: float) -> str:
+    """A figure in the table; "—" where it was not measured apart (NaN)."""
+    return "—" if math.isnan(value) else f"{value:.1f}"
+
+
 def cost_table(costs: dict[str, Cost], floors: dict[str, str]) -> str:
     """A markdown table: each variant's costs, and against its floor (``floors[variant]``)."""
 
@@ -230,7 +236,7 @@ def cost_table(costs: dict[str, Cost], floors: dict[str, str]) -> str:
                 against(cost.worker_cpu_ms, floor.worker_cpu_ms, WORKER_CPU_GOAL),
             )
         rows.append(
-            f"| {name} | {cost.events:.0f} | {cost.worker_cpu_ms:.1f} | {cost.server_cpu_ms:.1f}"
-            f" | {cost.client_cpu_ms:.1f} | {versus[0]} | {versus[1]} |"
+            f"| {name} | {cost.events:.0f} | {_ms(cost.worker_cpu_ms)} | {_ms(cost.server_cpu_ms)}"
+            f" | {_ms(cost.client_cpu_ms)} | {versus[0]} | {versus[1]} |"
         )
     return "\n".join(rows)
