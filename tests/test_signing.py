@@ -11,9 +11,10 @@ import pytest
 from baton import signing
 from baton.client import DecisionRefusedError
 from baton.errors import BatonUsageError
-from baton.messages import AuditKind, Outcome
+from baton.messages import AuditKind, CaseResult, Outcome
 from baton.scenario import wait_for_approval
 from baton.signing import DecisionKeys, SigningPolicy, create_dev_keys, new_ed25519_pair
+from baton.spec import SpecSnapshot
 from tests.conftest import Running, refund
 
 K1, K2 = b"k" * 32, b"q" * 32
@@ -178,27 +179,41 @@ async def test_a_case_started_from_a_forged_resume_closes_without_running(on_dev
     assert result.action is None
 
 
-async def test_a_signed_submission_under_another_workflow_id_is_refused(
-    on_dev: Running, required: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def run_signed_start(
+    on_dev: Running, *, case_id: str, workflow_id: str, spec: SpecSnapshot | None = None
+) -> CaseResult:
+    """Start GovernedProcess straight from a CaseStart signed by bob (as a forger would), to its result.
+
+    The signature covers ``case_id``, the case and the refund spec's digest; ``spec`` is the
+    spec sent with it (default: the refund spec itself).
+    """
     from baton.digests import digest
-    from baton.messages import CaseResult, CaseStart
+    from baton.messages import CaseStart
     from baton.signing import submission_message
 
     snapshot = on_dev.baton.load("refund-request")
     case = refund("ORD-1002", "CUS-002", 249.0)
-    keys = DecisionKeys({"k2": K2}, "k2")
-    signed = keys.sign(submission_message("case-a", "bob", digest(case), snapshot.sha256))
-    start = CaseStart(case_id="case-a", case=case, submitted_by="bob", signature=signed, spec=snapshot)
+    signed = DecisionKeys({"k2": K2}, "k2").sign(
+        submission_message(case_id, "bob", digest(case), snapshot.sha256)
+    )
+    start = CaseStart(case_id=case_id, case=case, submitted_by="bob", signature=signed, spec=spec or snapshot)
     async with on_dev.worker():
         handle = await on_dev.client.start_workflow(
             "GovernedProcess",
             start,
-            id="case-b",
+            id=workflow_id,
             task_queue=on_dev.settings.task_queue,
             result_type=CaseResult,
-        )  # a captured signed submission, replayed under a new id
-        result = await handle.result()
+        )
+        result: CaseResult = await handle.result()
+    return result
+
+
+async def test_a_signed_submission_under_another_workflow_id_is_refused(
+    on_dev: Running, required: None
+) -> None:
+    # a captured signed submission, replayed under a new id
+    result = await run_signed_start(on_dev, case_id="case-a", workflow_id="case-b")
     assert result.outcome == Outcome.INVALID_INPUT
     assert result.reason == "case id 'case-a' is not the workflow id"
 
@@ -206,27 +221,11 @@ async def test_a_signed_submission_under_another_workflow_id_is_refused(
 async def test_a_signed_submission_whose_spec_was_changed_after_signing_is_refused(
     on_dev: Running, required: None
 ) -> None:
-    from baton.digests import digest
-    from baton.messages import CaseResult, CaseStart
-    from baton.signing import submission_message
-
     snapshot = on_dev.baton.load("refund-request")
-    case = refund("ORD-1002", "CUS-002", 249.0)
-    keys = DecisionKeys({"k2": K2}, "k2")
-    signed = keys.sign(submission_message("case-c", "bob", digest(case), snapshot.sha256))
     loosened = snapshot.spec.model_copy(update={"description": "no approval needed"})
     tampered = snapshot.model_copy(update={"spec": loosened})  # the signed digest, another spec
-    start = CaseStart(case_id="case-c", case=case, submitted_by="bob", signature=signed, spec=tampered)
-    async with on_dev.worker():
-        handle = await on_dev.client.start_workflow(
-            "GovernedProcess",
-            start,
-            id="case-c",
-            task_queue=on_dev.settings.task_queue,
-            result_type=CaseResult,
-        )
-        result = await handle.result()
+    result = await run_signed_start(on_dev, case_id="case-c", workflow_id="case-c", spec=tampered)
     assert result.outcome == Outcome.INVALID_INPUT
     assert result.reason == "the spec's digest does not match the spec it came with"
     assert result.handoffs == {}  # no agent saw the case
-    assert [e.kind for e in result.audit if e.kind == AuditKind.HANDOFF] == []
+    assert not [e for e in result.audit if e.kind == AuditKind.HANDOFF]
