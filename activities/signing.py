@@ -32,6 +32,10 @@ class SigningActivities:
             return SubmissionVerdict(
                 required=True, problem=f"case id {check.case_id!r} is not the workflow id"
             )
+        if check.spec_content_sha256 != check.spec_sha256:
+            return SubmissionVerdict(
+                required=True, problem="the spec's digest does not match the spec it came with"
+            )
         message = submission_message(check.case_id, check.submitted_by, check.case_sha256, check.spec_sha256)
         problem = self._policy.keys.problem(message, check.signature, what="submission")
         if problem is not None:

@@ -67,13 +67,16 @@ class CaseStart(BaseModel):
 
 class SubmissionCheck(BaseModel):
     """What ``baton.check_submission`` is asked: digests and the signature, never the case or
-    the spec themselves (the workflow checks that the spec matches its digest)."""
+    the spec themselves (the spec's digest, computed by the workflow, stands for it)."""
 
     case_id: str
     workflow_id: str = ""
     submitted_by: str
     case_sha256: str
     spec_sha256: str
+    """The digest the submission names (and its signature covers)."""
+    spec_content_sha256: str
+    """The digest of the spec that came with the case: it must be ``spec_sha256``."""
     signature: Signature | None = None
 
 

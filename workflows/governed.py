@@ -89,9 +89,6 @@ SIGNING_PATCH = "signed-decisions-v1"
 """From here on a case asks the workers (``baton.check_submission``, recorded) whether
 decisions must be signed and whether its submission is; cases started before never require it."""
 CHECK_SUBMISSION = "baton.check_submission"
-SPEC_NOT_DIGESTED = "the spec's digest does not match the spec it came with"
-"""Refusal of a signed submission whose spec is not the one its signed digest names (checked
-here, not in ``baton.check_submission``, so the whole spec need not travel to the activity)."""
 UNSIGNED_SIGNAL = (
     "unsigned decision: this deployment accepts only signed decisions, sent through the decide update"
 )
@@ -255,6 +252,7 @@ class GovernedProcess:
                 submitted_by=start.submitted_by,
                 case_sha256=digest(start.case),
                 spec_sha256=start.spec.sha256,
+                spec_content_sha256=start.spec.spec.sha256(),  # the digest, not the 4 KB spec
                 signature=start.signature,
             ),
             result_type=SubmissionVerdict,
@@ -262,13 +260,9 @@ class GovernedProcess:
             summary="signing · submission",
         )
         self._signing_required = verdict.required
-        problem = verdict.problem
-        if problem is None and verdict.required and start.spec.spec.sha256() != start.spec.sha256:
-            # The signature covers the digest; the spec that came with it must be the one digested.
-            problem = SPEC_NOT_DIGESTED
-        if problem is not None:
-            self._trail.add(AuditKind.CHECK_FAILED, f"submission: {problem}")
-            self._close(Outcome.INVALID_INPUT, problem)
+        if verdict.problem is not None:
+            self._trail.add(AuditKind.CHECK_FAILED, f"submission: {verdict.problem}")
+            self._close(Outcome.INVALID_INPUT, verdict.problem)
             return False
         if verdict.signed_by is not None:
             self._trail.add(
