@@ -216,24 +216,21 @@ async def main(serial: int, concurrent: int, rounds: int, stock: bool, in_memory
 
             return one
 
-        def minimal(local: bool) -> Callable[[], Awaitable[str]]:
+        def hand_written(workflow: type, *args: bool) -> Callable[[], Awaitable[str]]:
             async def one() -> str:
                 workflow_id = f"min-{uuid.uuid4()}"
-                await env.client.execute_workflow(Minimal.run, local, id=workflow_id, task_queue=queue)
+                await env.client.execute_workflow(
+                    workflow.__name__, args=args, id=workflow_id, task_queue=queue
+                )
                 return workflow_id
 
             return one
 
-        async def bookkept() -> str:
-            workflow_id = f"min-{uuid.uuid4()}"
-            await env.client.execute_workflow(MinimalBookkept.run, id=workflow_id, task_queue=queue)
-            return workflow_id
-
         variants = {
-            "minimal/activities": minimal(False),
+            "minimal/activities": hand_written(Minimal, False),
             "governed/activities": governed(remote_spec),
-            "minimal/local": minimal(True),
-            "minimal/local+2": bookkept,
+            "minimal/local": hand_written(Minimal, True),
+            "minimal/local+2": hand_written(MinimalBookkept),
             "governed/local (reference)": governed(local_spec),
         }
         address = env.client.service_client.config.target_host
